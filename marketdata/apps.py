@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class MarketdataConfig(AppConfig):
+    name = "marketdata"
+    verbose_name = "Market data"

@@ -1,0 +1,250 @@
+"""A loopback Binance spot REST server, so the real ccxt client runs against real candles.
+
+It speaks just enough of https://developers.binance.com/docs/binance-spot-api-docs/rest-api
+for ccxt's ``load_markets`` (spot only) and ``fetch_ohlcv``: ``GET /api/v3/exchangeInfo``
+and ``GET /api/v3/klines``. Anything else answers 404, so a test sees any call it did not
+expect. Use it as a context manager; leaving the block stops the server thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+from marketdata.lib.candles import parse_time
+
+HOUR_MS = 3_600_000
+EIGHT_DP = Decimal("0.00000001")
+
+# One kline as Binance sends it: [open time, o, h, l, c, volume, close time, quote volume,
+# trades, taker buy base, taker buy quote, ignore]; prices and volumes are strings.
+Kline = list[object]
+
+SYMBOL_BTCUSDT = {
+    "symbol": "BTCUSDT",
+    "status": "TRADING",
+    "baseAsset": "BTC",
+    "baseAssetPrecision": 8,
+    "quoteAsset": "USDT",
+    "quotePrecision": 8,
+    "quoteAssetPrecision": 8,
+    "baseCommissionPrecision": 8,
+    "quoteCommissionPrecision": 8,
+    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+    "icebergAllowed": True,
+    "ocoAllowed": True,
+    "otoAllowed": True,
+    "quoteOrderQtyMarketAllowed": True,
+    "allowTrailingStop": True,
+    "cancelReplaceAllowed": True,
+    "isSpotTradingAllowed": True,
+    "isMarginTradingAllowed": True,
+    "filters": [
+        {
+            "filterType": "PRICE_FILTER",
+            "minPrice": "0.01000000",
+            "maxPrice": "1000000.00000000",
+            "tickSize": "0.01000000",
+        },
+        {
+            "filterType": "LOT_SIZE",
+            "minQty": "0.00001000",
+            "maxQty": "9000.00000000",
+            "stepSize": "0.00001000",
+        },
+        {
+            "filterType": "NOTIONAL",
+            "minNotional": "5.00000000",
+            "applyMinToMarket": True,
+            "maxNotional": "9000000.00000000",
+            "applyMaxToMarket": False,
+            "avgPriceMins": 5,
+        },
+    ],
+    "permissions": [],
+    "permissionSets": [["SPOT", "MARGIN"]],
+    "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+    "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+}
+
+
+def _eight(value: object) -> str:
+    """Binance prints prices and volumes with 8 decimals ("10639.01000000")."""
+    try:
+        return str(Decimal(str(value)).quantize(EIGHT_DP))
+    except ArithmeticError:
+        return str(value)  # NaN or garbage stays as it is, for malformed-data tests
+
+
+def kline(row: Mapping[str, object]) -> Kline:
+    """A row of the shared CSV format as a Binance 1h kline."""
+    open_ms = int(parse_time(row["open_time"]).timestamp() * 1000)
+    volume = Decimal(str(row["volume"]))
+    quote_volume = volume * Decimal(str(row["close"]))
+    return [
+        open_ms,
+        _eight(row["open"]),
+        _eight(row["high"]),
+        _eight(row["low"]),
+        _eight(row["close"]),
+        _eight(volume),
+        open_ms + HOUR_MS - 1,
+        _eight(quote_volume),
+        1000,
+        _eight(volume / 2),
+        _eight(quote_volume / 2),
+        "0",
+    ]
+
+
+class BinanceLoopback:
+    """Serves `rows` (shared CSV format, 1h, sorted) as the BTCUSDT spot market."""
+
+    def __init__(self, rows: Iterable[Mapping[str, object]]) -> None:
+        self.klines: list[Kline] = [kline(r) for r in rows]
+        # What the tests steer: bars withheld (as if the exchange lacked them), klines
+        # replaced by malformed ones, and an HTTP status to answer /klines with.
+        self.hidden: set[int] = set()
+        self.mangled: dict[int, Callable[[Kline], Kline]] = {}
+        self.klines_status: int | None = None
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [path for path, _ in self.requests]
+
+    def kline_requests(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [query for path, query in self.requests if path == "/api/v3/klines"]
+
+    def __enter__(self) -> BinanceLoopback:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _record(self, path: str, query: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append((path, query))
+
+    def _select(self, query: Mapping[str, str]) -> tuple[int, object]:
+        if query.get("symbol") != "BTCUSDT":
+            return HTTPStatus.BAD_REQUEST, {"code": -1121, "msg": "Invalid symbol."}
+        if query.get("interval") != "1h":
+            return HTTPStatus.BAD_REQUEST, {"code": -1120, "msg": "Invalid interval."}
+        limit = min(int(query.get("limit", 500)), 1000)
+        start = int(query["startTime"]) if "startTime" in query else None
+        end = int(query["endTime"]) if "endTime" in query else None
+        served = [
+            self.mangled.get(k[0], list)(k)
+            for k in self.klines
+            if k[0] not in self.hidden
+            and (start is None or k[0] >= start)
+            and (end is None or k[0] <= end)
+        ]
+        # Binance answers the oldest `limit` bars from startTime, else the newest ones.
+        return HTTPStatus.OK, served[:limit] if start is not None else served[-limit:]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        loopback = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                loopback._record(parts.path, query)
+                if parts.path == "/api/v3/exchangeInfo":
+                    self._json(HTTPStatus.OK, _exchange_info())
+                elif parts.path == "/api/v3/klines":
+                    status = loopback.klines_status
+                    if status == HTTPStatus.TOO_MANY_REQUESTS:
+                        self._json(
+                            status,
+                            {"code": -1003, "msg": "Too many requests; IP banned until later."},
+                            headers={"Retry-After": "1"},
+                        )
+                    elif status is not None:
+                        self._text(status, HTTPStatus(status).phrase)
+                    else:
+                        self._json(*loopback._select(query))
+                else:
+                    self._text(HTTPStatus.NOT_FOUND, "Not Found")
+
+            def _json(
+                self, status: int, payload: object, headers: Mapping[str, str] | None = None
+            ) -> None:
+                self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _text(self, status: int, text: str) -> None:
+                self._send(status, text.encode(), "text/plain", None)
+
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: Mapping[str, str] | None,
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # keep pytest output clean; requests are recorded instead
+
+        return Handler
+
+
+def _exchange_info() -> dict[str, object]:
+    return {
+        "timezone": "UTC",
+        "serverTime": int(time.time() * 1000),
+        "rateLimits": [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": 6000,
+            },
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        ],
+        "exchangeFilters": [],
+        "symbols": [SYMBOL_BTCUSDT],
+    }

@@ -1,0 +1,505 @@
+"""A loopback Binance spot exchange: the real ccxt client trades against it on 127.0.0.1.
+
+It speaks the part of Binance's spot REST API (developers.binance.com, "Spot API") that
+ccxt's `binance` class uses for spot trading: time, exchangeInfo, klines (from the shared
+CSV files), order (POST/GET/DELETE), openOrders, allOrders, myTrades, account, and the
+sapi coin and margin-pair lists that ccxt's load_markets asks for when it has keys (no
+margin pairs here). Signed endpoints check the X-MBX-APIKEY header, the HMAC-SHA256
+signature and the timestamp as Binance does, and every error is Binance's JSON, so ccxt
+raises its usual exceptions. Fills follow loopback_ledger's simple model.
+
+Faults (see loopback_faults) and state are steered from Python or, for another process,
+through JSON control endpoints (no auth; loopback only):
+
+    GET  /_control/state         orders, trades, balances, prices, faults injected
+    GET  /_control/faults        rules, counters, log      DELETE /_control/faults  clear
+    POST /_control/faults        {"faults": [{"kind": "http_5xx", "count": 2, "execute": true}],
+                                  "clear": false, "seed": 7}
+    POST /_control/price         {"symbol": "BTCUSDT", "price": "50000"}  -> {"trades": [...]}
+    POST /_control/balances      {"USDT": "1000", "BTC": "0"}
+    POST /_control/config        {"fee_rate": "0.001", "slippage_bps": "5"}
+    POST /_control/fill_pending  {"symbol": "BTCUSDT"}  (symbol optional) -> {"trades": [...]}
+    GET  /_control/ws            websocket state          POST /_control/ws  {"drop": true,
+                                  "refuse": false, "klines": {"symbol", "interval", "rows"}}
+
+Websockets (user data stream, kline streams) are served on the same port: loopback_ws.
+
+Run on its own: python -m trading.exchanges.loopback --port 8765 [--seed 1] [--data-dir D].
+Standard library only: importing it needs neither Django nor ccxt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from trading.exchanges.loopback_api import Reply, SpotApi, json_reply
+from trading.exchanges.loopback_data import KlineStore, default_data_dir, spec_for
+from trading.exchanges.loopback_faults import REQUEST_KINDS, FaultPlan, FaultRule, make_rule
+from trading.exchanges.loopback_ledger import Ledger
+from trading.exchanges.loopback_orders import BinanceError, FillPlan, Json, NewOrder
+from trading.exchanges.loopback_ws import WsHub
+
+logger = logging.getLogger(__name__)
+
+# Defaults for a loopback-only exchange; they guard nothing.
+API_KEY = "loopback-api-key"
+API_SECRET = "loopback-api-secret"  # noqa: S105
+DEFAULT_BALANCES = {"USDT": "100000"}
+
+
+@dataclass
+class Outcome:
+    """What the HTTP handler does: send `reply` (after `delay_s`), or drop the socket."""
+
+    reply: Reply | None
+    delay_s: float = 0.0
+
+
+class LoopbackExchange:
+    """A threaded HTTP server speaking Binance spot; use `with LoopbackExchange() as ex`."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        data_dir: Path | str | None = None,
+        symbols: Sequence[str] | None = None,
+        api_key: str = API_KEY,
+        api_secret: str = API_SECRET,
+        balances: Mapping[str, Decimal | str | int] | None = None,
+        fee_rate: Decimal | str = "0.001",
+        slippage_bps: Decimal | str = "0",
+        duplicate_window_s: float | None = 24 * 3600.0,
+    ) -> None:
+        self.data = KlineStore(Path(data_dir) if data_dir else default_data_dir())
+        self._host = host
+        names = symbols if symbols is not None else self.data.symbols()
+        specs = {spec.symbol: spec for spec in map(spec_for, names)}
+        start = DEFAULT_BALANCES if balances is None else balances
+        self.ledger = Ledger(
+            specs=specs,
+            balances={asset: Decimal(str(amount)) for asset, amount in start.items()},
+            fee_rate=Decimal(str(fee_rate)),
+            slippage_bps=Decimal(str(slippage_bps)),
+            duplicate_window_s=duplicate_window_s,
+            default_price=self.data.last_close,
+        )
+        self.faults = FaultPlan(seed)
+        self.api = SpotApi(
+            ledger=self.ledger,
+            data=self.data,
+            api_key=api_key,
+            api_secret=api_secret,
+            plan_for=self._fill_plan,
+        )
+        # The websocket side hears every order change the ledger makes.
+        self.ws = WsHub(api_key=api_key, api_secret=api_secret, settle=self.ledger.settle)
+        self.ledger.listeners.append(self.ws.order_event)
+        self._closing = threading.Event()
+        self._requests: deque[str] = deque(maxlen=100_000)
+        self._requests_lock = threading.Lock()
+        self._server = _Server((host, port), _Handler, self)
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    # Lifecycle.
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._host}:{self.port}"
+
+    def start(self) -> LoopbackExchange:
+        """Serve from a background thread."""
+        if self._thread is None:
+            self._serving = True
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"loopback-exchange:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve from this thread until close() or an exception (Ctrl-C) stops it."""
+        self._serving = True
+        try:
+            self._server.serve_forever(poll_interval=0.1)
+        finally:
+            self._serving = False
+
+    def close(self) -> None:
+        # Wake handlers holding a delayed answer, so shutdown never waits on them.
+        self._closing.set()
+        self.ws.close()
+        if self._serving and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._serving = False
+        self._server.server_close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> LoopbackExchange:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Market and account (symbols as "BTCUSDT" or "BTC/USDT").
+
+    def price(self, symbol: str) -> Decimal:
+        return self.ledger.price(_symbol(symbol))
+
+    def set_price(self, symbol: str, price: Decimal | str | float) -> list[Json]:
+        """Move the reference price; returns the trades of the limit orders it crossed."""
+        trades = self.ledger.set_price(_symbol(symbol), Decimal(str(price)))
+        return [t.as_json() for t in trades]
+
+    def set_balance(self, asset: str, free: Decimal | str | int) -> None:
+        self.ledger.set_balance(asset.upper(), Decimal(str(free)))
+
+    def balances(self) -> dict[str, dict[str, str]]:
+        return self.ledger.balances()
+
+    def configure(
+        self, *, fee_rate: Decimal | str | None = None, slippage_bps: Decimal | str | None = None
+    ) -> None:
+        with self.ledger.lock:
+            if fee_rate is not None:
+                self.ledger.fee_rate = Decimal(str(fee_rate))
+            if slippage_bps is not None:
+                self.ledger.slippage_bps = Decimal(str(slippage_bps))
+
+    def fill_pending(self, symbol: str | None = None) -> list[Json]:
+        """Fill now what waits on a timer (delay_fill, partial_fill with an interval)."""
+        trades = self.ledger.fill_pending(_symbol(symbol) if symbol else None)
+        return [t.as_json() for t in trades]
+
+    # The exchange-side ledger.
+
+    def orders(self, symbol: str | None = None) -> list[Json]:
+        """Every order as GET /api/v3/order shows it, oldest first."""
+        orders: list[Json] = self.ledger.snapshot()["orders"]  # type: ignore[assignment]
+        return [o for o in orders if symbol is None or o["symbol"] == _symbol(symbol)]
+
+    def trades(self, symbol: str | None = None) -> list[Json]:
+        """Every trade as GET /api/v3/myTrades shows it, oldest first."""
+        trades: list[Json] = self.ledger.snapshot()["trades"]  # type: ignore[assignment]
+        return [t for t in trades if symbol is None or t["symbol"] == _symbol(symbol)]
+
+    def state(self) -> Json:
+        """What GET /_control/state answers."""
+        return {**self.ledger.snapshot(), "faults_injected": self.faults_injected}
+
+    def requests(self) -> list[str]:
+        """Exchange API requests received so far, as "METHOD /path"."""
+        with self._requests_lock:
+            return list(self._requests)
+
+    # Faults.
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        endpoint: str | None = None,
+        count: int | None = None,
+        probability: float | None = None,
+        **params: Any,
+    ) -> FaultRule:
+        """Add a fault rule (see loopback_faults for kinds, parameters and semantics)."""
+        rule = make_rule(kind, endpoint=endpoint, count=count, probability=probability, **params)
+        return self.faults.add(rule)
+
+    def clear_faults(self) -> None:
+        """Drop every rule and lift an IP ban; the counters keep their history."""
+        self.faults.clear()
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        return dict(self.faults.injected)
+
+    # Serving a request (called from the handler threads).
+
+    def _serve(self, method: str, target: str, body: str, api_key: str | None) -> Outcome:
+        parts = urlsplit(target)
+        path = parts.path
+        try:
+            if path.startswith("/_control/"):
+                return Outcome(self._control(method, path, body))
+            return self._serve_api(method, path, parts.query, body, api_key)
+        except Exception:
+            logger.exception("loopback exchange failed on %s %s", method, path)
+            msg = "An unknown error occurred while processing the request."
+            return Outcome(json_reply(500, {"code": -1000, "msg": msg}))
+
+    def _serve_api(
+        self, method: str, path: str, query: str, body: str, api_key: str | None
+    ) -> Outcome:
+        with self._requests_lock:
+            self._requests.append(f"{method} {path}")
+        now = time.time()
+        if self.faults.banned(method, path, now):
+            return Outcome(self._banned_reply(now))
+        rule = self.faults.draw(method, path, REQUEST_KINDS)
+        kind = rule.kind if rule else None
+        params = rule.params if rule else {}
+        if kind == "rate_limit_429":
+            msg = (
+                "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute."
+                " Please use the websocket for live updates to avoid polling the API."
+            )
+            retry = {"Retry-After": str(max(1, math.ceil(float(params["retry_after"]))))}
+            return Outcome(json_reply(429, {"code": -1003, "msg": msg}, retry))
+        if kind == "ip_ban_418":
+            self.faults.ban(now + float(params["retry_after"]))
+            return Outcome(self._banned_reply(now))
+        if kind == "drop_connection":
+            return Outcome(None)
+        if kind == "http_5xx" and not params["execute"]:
+            return Outcome(_server_error(int(params["status"])))
+        if path == "/api/v3/userDataStream":
+            reply = self.ws.listen_key_reply(method, query, body, api_key)
+        else:
+            reply = self.api.handle(method, path, query, body, api_key)
+        if kind == "http_5xx":
+            return Outcome(_server_error(int(params["status"])))
+        if kind == "accept_then_timeout":
+            if params["mode"] == "drop":
+                return Outcome(None)
+            return Outcome(reply, delay_s=float(params["delay_s"]))
+        return Outcome(reply)
+
+    def _banned_reply(self, now: float) -> Reply:
+        until = self.faults.banned_until
+        msg = (
+            f"Way too many requests; IP(127.0.0.1) banned until {int(until * 1000)}."
+            " Please use the websocket for live updates to avoid bans."
+        )
+        retry = {"Retry-After": str(max(1, math.ceil(until - now)))}
+        return json_reply(418, {"code": -1003, "msg": msg}, retry)
+
+    def _fill_plan(self, new: NewOrder) -> FillPlan:
+        # Drawn only for orders the exchange accepts, so a rule is never spent on a reject.
+        plan = FillPlan()
+        if new.type == "MARKET":
+            delay = self.faults.draw("POST", "/api/v3/order", frozenset({"delay_fill"}))
+            if delay is not None:
+                delay_s = delay.params["delay_s"]
+                plan = FillPlan(delay_s=None if delay_s is None else float(delay_s))
+        partial = self.faults.draw("POST", "/api/v3/order", frozenset({"partial_fill"}))
+        if partial is not None:
+            plan = FillPlan(
+                parts=int(partial.params["parts"]),
+                interval_s=float(partial.params["interval_s"]),
+                delay_s=plan.delay_s,
+            )
+        return plan
+
+    # Control endpoints.
+
+    def _control(self, method: str, path: str, body: str) -> Reply:
+        try:
+            data = json.loads(body) if body.strip() else {}
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            answer = self._control_answer(method, path, data)
+        except (ValueError, KeyError, TypeError, ArithmeticError, InvalidOperation) as exc:
+            return json_reply(400, {"error": str(exc)})
+        except BinanceError as exc:
+            return json_reply(400, {"error": exc.msg, "code": exc.code})
+        if answer is None:
+            return json_reply(404, {"error": f"no control endpoint {method} {path}"})
+        return json_reply(200, answer)
+
+    def _control_answer(self, method: str, path: str, data: dict[str, Any]) -> object | None:
+        if (method, path) == ("GET", "/_control/state"):
+            return self.state()
+        if path == "/_control/faults" and method in ("GET", "POST", "DELETE"):
+            if method == "DELETE" or data.get("clear"):
+                self.clear_faults()
+            if "seed" in data:
+                self.faults.reseed(data["seed"])
+            specs = data.get("faults", [data] if "kind" in data else [])
+            for spec in specs:
+                options = {k: v for k, v in spec.items() if k != "params"}
+                self.inject(**{**spec.get("params", {}), **options})
+            return self.faults.snapshot()
+        if (method, path) == ("POST", "/_control/price"):
+            return {"trades": self.set_price(data["symbol"], str(data["price"]))}
+        if (method, path) == ("POST", "/_control/balances"):
+            for asset, amount in data.items():
+                self.set_balance(asset, str(amount))
+            return self.balances()
+        if (method, path) == ("POST", "/_control/config"):
+            self.configure(**data)
+            return {
+                "fee_rate": str(self.ledger.fee_rate),
+                "slippage_bps": str(self.ledger.slippage_bps),
+            }
+        if path == "/_control/ws" and method in ("GET", "POST"):
+            return self.ws.control(data)
+        if (method, path) == ("POST", "/_control/fill_pending"):
+            return {"trades": self.fill_pending(data.get("symbol"))}
+        return None
+
+
+def _server_error(status: int) -> Reply:
+    # Binance's gateway answers 5xx with an HTML page, not error JSON: the outcome of the
+    # request is unknown to the client (ccxt: ExchangeNotAvailable; 504: RequestTimeout).
+    text = f"<html><body><h1>{status} Server Error</h1></body></html>"
+    return Reply(status, text.encode(), "text/html")
+
+
+def _symbol(symbol: str) -> str:
+    return symbol.replace("/", "").upper()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[_Handler], exchange: LoopbackExchange
+    ) -> None:
+        self.exchange = exchange
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "loopback-binance/1"
+
+    def do_GET(self) -> None:
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.server.exchange.ws.serve(self)
+            return
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def _handle(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        exchange = self.server.exchange
+        outcome = exchange._serve(method, self.path, body, self.headers.get("X-MBX-APIKEY"))
+        if outcome.delay_s:
+            exchange._closing.wait(outcome.delay_s)
+        reply = outcome.reply
+        if reply is None:
+            # Close the socket without a byte of answer (the client sees the peer hang up).
+            self.close_connection = True
+            return
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:
+            pass  # the client gave up waiting (accept_then_timeout); nobody is listening
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("%s " + format, self.address_string(), *args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trading.exchanges.loopback", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
+    parser.add_argument("--data-dir", type=Path, default=None, help="binance_<SYMBOL>_1h.csv files")
+    parser.add_argument("--api-key", default=API_KEY)
+    parser.add_argument("--api-secret", default=API_SECRET)
+    parser.add_argument(
+        "--balance",
+        action="append",
+        default=[],
+        metavar="ASSET=AMOUNT",
+        help=f"starting balance (repeatable; default {DEFAULT_BALANCES})",
+    )
+    parser.add_argument("--fee-rate", default="0.001")
+    parser.add_argument("--slippage-bps", default="0")
+    args = parser.parse_args(argv)
+    balances: dict[str, Decimal | str | int] | None = None
+    if args.balance:
+        try:
+            balances = {a.upper(): Decimal(v) for a, v in (b.split("=", 1) for b in args.balance)}
+        except (ValueError, InvalidOperation):
+            parser.error("--balance takes ASSET=AMOUNT, e.g. USDT=100000")
+    exchange = LoopbackExchange(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        api_key=args.api_key,
+        api_secret=args.api_secret,
+        balances=balances,
+        fee_rate=args.fee_rate,
+        slippage_bps=args.slippage_bps,
+    )
+    signal.signal(signal.SIGTERM, _stop)
+    print(
+        f"loopback exchange listening on {exchange.url} (data: {exchange.data.data_dir})",
+        flush=True,
+    )
+    try:
+        exchange.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exchange.close()
+    return 0
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

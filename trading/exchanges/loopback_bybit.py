@@ -1,0 +1,565 @@
+"""A loopback Bybit (V5 API, unified trading account): spot and USDT linear perpetuals.
+
+It serves what ccxt's `bybit` class calls to trade (bybit-exchange.github.io/docs/v5):
+instruments-info (spot, linear), asset/coin/query-info (load_markets with keys),
+user/query-api and account/info (ccxt's unified-account probe), order/create,
+order/realtime, order/cancel, execution/list, account/wallet-balance,
+account/set-margin-mode, position/set-leverage and position/list. Private requests are
+checked as Bybit does: X-BAPI-API-KEY, X-BAPI-TIMESTAMP within X-BAPI-RECV-WINDOW, and
+X-BAPI-SIGN = HMAC-SHA256(secret, timestamp + key + recv_window + query or JSON body).
+Answers are Bybit's envelope `{"retCode", "retMsg", "result", "retExtInfo", "time"}`.
+Spot fills follow loopback_ledger's model, linear ones loopback_venue's FuturesBook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from trading.exchanges.loopback_api import Reply, json_reply
+from trading.exchanges.loopback_data import SymbolSpec
+from trading.exchanges.loopback_orders import BinanceError, NewOrder, Order, Trade
+from trading.exchanges.loopback_venue import (
+    FuturesBook,
+    Request,
+    VenueError,
+    VenueServer,
+    average,
+    ledger_kind,
+    spot_ledger,
+)
+
+API_KEY = "loopback-bybit-key"
+API_SECRET = "loopback-bybit-secret"  # noqa: S105
+
+# kind -> (retCode, retMsg): Bybit's codes for the refusals ccxt maps to its exceptions.
+SPOT_ERRORS = {
+    "duplicate": (110072, "OrderLinkedID is duplicate"),
+    "insufficient": (170131, "Insufficient balance."),
+    "lot_size": (170137, "Order quantity has too many decimals."),
+    "min_notional": (170140, "Order value exceeded lower limit."),
+    "not_found": (170213, "Order does not exist."),
+    "not_open": (170213, "Order does not exist."),
+}
+LINEAR_ERRORS = {
+    "duplicate": (110072, "OrderLinkedID is duplicate"),
+    "insufficient": (110007, "ab not enough for new order"),
+    "lot_size": (10001, "Qty invalid"),
+    "min_notional": (110094, "Order does not meet minimum order value 5USDT"),
+    "not_found": (110001, "order not exists or too late to cancel"),
+    "not_open": (110001, "order not exists or too late to cancel"),
+    "reduce_only": (110017, "current position is zero, cannot fix reduce-only order qty"),
+}
+COMMON_ERRORS = {
+    "auth_key": (10003, "API key is invalid."),
+    "auth_sign": (10004, "error sign! origin_string[...]"),
+    "auth_time": (
+        10002,
+        "invalid request, please check your server timestamp or recv_window param",
+    ),
+    "symbol": (10001, "params error: symbol invalid"),
+    "leverage_unchanged": (110043, "leverage not modified"),
+    "bad_request": (10001, "params error"),
+}
+STATUS = {
+    "NEW": "New",
+    "PARTIALLY_FILLED": "PartiallyFilled",
+    "FILLED": "Filled",
+    "CANCELED": "Cancelled",
+    "EXPIRED": "Cancelled",
+}
+MARGIN_MODES = {"ISOLATED_MARGIN": "isolated", "REGULAR_MARGIN": "cross"}
+
+
+def spot_spec(symbol: str, base: str, quote: str = "USDT") -> SymbolSpec:
+    return SymbolSpec(symbol, base, quote, Decimal("0.01"), Decimal("0.000001"), Decimal("5"))
+
+
+def linear_spec(symbol: str, base: str, quote: str = "USDT") -> SymbolSpec:
+    return SymbolSpec(symbol, base, quote, Decimal("0.10"), Decimal("0.001"), Decimal("5"))
+
+
+def _ms(value: int) -> str:
+    return str(value)
+
+
+class BybitLoopback(VenueServer):
+    """`with BybitLoopback() as ex:` — ccxt.bybit with urls rebased onto ex.url trades here."""
+
+    server_version = "loopback-bybit/1"
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        api_key: str = API_KEY,
+        api_secret: str = API_SECRET,
+        balances: Mapping[str, Decimal | str] | None = None,
+        margin: Decimal | str = "100000",
+    ) -> None:
+        super().__init__(port=port)
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.spot = spot_ledger(
+            {"BTCUSDT": spot_spec("BTCUSDT", "BTC")},
+            balances if balances is not None else {"USDT": "100000"},
+            "0.001",
+        )
+        self.linear = FuturesBook(
+            {"BTCUSDT": linear_spec("BTCUSDT", "BTC")}, wallet=Decimal(str(margin))
+        )
+        self.margin_mode = "REGULAR_MARGIN"  # account-wide on a unified account
+
+    def set_price(self, symbol: str, price: Decimal | str) -> None:
+        self.spot.set_price(symbol, Decimal(str(price)))
+        self.linear.set_price(symbol, price)
+
+    # Dispatch.
+
+    def route(self, request: Request) -> Reply:
+        entry = ROUTES.get((request.method, request.path))
+        if entry is None:
+            return Reply(404, b"", "text/plain")
+        private, endpoint = entry
+        if private:
+            self._authenticate(request)
+        params = request.params
+        try:
+            return self._ok(endpoint(self, params))
+        except BinanceError as exc:  # the spot ledger's refusal
+            raise VenueError(ledger_kind(exc), exc.msg, "spot") from None
+        except VenueError as exc:
+            exc.context = exc.context or str(params.get("category", ""))
+            raise
+
+    def error_reply(self, exc: VenueError) -> Reply:
+        specific = LINEAR_ERRORS if exc.context == "linear" else SPOT_ERRORS
+        table = {**COMMON_ERRORS, **specific}
+        code, msg = table.get(exc.kind, COMMON_ERRORS["bad_request"])
+        body = {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}}
+        return json_reply(200, {**body, "time": int(time.time() * 1000)})
+
+    def _ok(self, result: object) -> Reply:
+        body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}}
+        return json_reply(200, {**body, "time": int(time.time() * 1000)})
+
+    def _authenticate(self, request: Request) -> None:
+        headers = request.headers
+        key = headers.get("x-bapi-api-key", "")
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            raise VenueError("auth_key")
+        timestamp = headers.get("x-bapi-timestamp", "")
+        window = headers.get("x-bapi-recv-window", "5000")
+        payload = request.body if request.method == "POST" else request.query
+        expected = hmac.new(
+            self.api_secret.encode(), (timestamp + key + window + payload).encode(), hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected, headers.get("x-bapi-sign", "")):
+            raise VenueError("auth_sign")
+        now = int(time.time() * 1000)
+        if not timestamp.isdigit() or not (now - int(window) <= int(timestamp) < now + 1000):
+            raise VenueError("auth_time")
+
+    # Shapes.
+
+    def _order_json(self, order: Order, category: str) -> dict[str, object]:
+        body: dict[str, object] = {
+            "orderId": str(order.order_id),
+            "orderLinkId": order.client_order_id,
+            "blockTradeId": "",
+            "symbol": order.spec.symbol,
+            "price": f"{order.price}" if order.price else "0",
+            "qty": f"{order.orig_qty}",
+            "side": order.side.capitalize(),
+            "isLeverage": "",
+            "positionIdx": 0,
+            "orderStatus": STATUS[order.status],
+            "cancelType": "CancelByUser" if order.status == "CANCELED" else "UNKNOWN",
+            "rejectReason": "EC_NoError",
+            "avgPrice": f"{average(order)}" if order.executed_qty else "",
+            "leavesQty": f"{order.remaining if order.is_open else 0}",
+            "leavesValue": "0",
+            "cumExecQty": f"{order.executed_qty}",
+            "cumExecValue": f"{order.cum_quote}",
+            "cumExecFee": "0",
+            "timeInForce": "IOC" if order.type == "MARKET" else "GTC",
+            "orderType": order.type.capitalize(),
+            "stopOrderType": "",
+            "orderIv": "",
+            "triggerPrice": "0",
+            "takeProfit": "0",
+            "stopLoss": "0",
+            "triggerDirection": 0,
+            "reduceOnly": False,
+            "closeOnTrigger": False,
+            "createdTime": _ms(order.time),
+            "updatedTime": _ms(order.update_time),
+        }
+        if category == "spot":
+            body["marketUnit"] = "baseCoin" if order.type == "MARKET" else ""
+        else:
+            body["tpslMode"] = ""
+        return body
+
+    def _execution_json(self, trade: Trade, order: Order, category: str) -> dict[str, object]:
+        return {
+            "symbol": trade.symbol,
+            "orderId": str(order.order_id),
+            "orderLinkId": order.client_order_id,
+            "side": trade.side.capitalize(),
+            "orderPrice": f"{order.price}",
+            "orderQty": f"{order.orig_qty}",
+            "leavesQty": f"{order.remaining}",
+            "createType": "CreateByUser",
+            "orderType": order.type.capitalize(),
+            "execFee": f"{trade.commission}",
+            "feeCurrency": trade.commission_asset,
+            "execId": f"{category}-{trade.id}",
+            "execPrice": f"{trade.price}",
+            "execQty": f"{trade.qty}",
+            "execType": "Trade",
+            "execValue": f"{trade.price * trade.qty}",
+            "execTime": _ms(trade.time),
+            "isMaker": trade.is_maker,
+            "feeRate": "0.001" if category == "spot" else "0.0005",
+            "seq": trade.id,
+        }
+
+    # Endpoints.
+
+    def _category(self, params: Mapping[str, Any]) -> str:
+        category = str(params.get("category", ""))
+        if category not in ("spot", "linear"):
+            raise VenueError("bad_request", f"category {category!r} is not served here")
+        return category
+
+    def _instruments(self, params: Mapping[str, Any]) -> object:
+        category = self._category(params)
+        if params.get("status") == "PreLaunch":
+            return {"category": category, "list": [], "nextPageCursor": ""}
+        rows: list[dict[str, object]] = []
+        if category == "spot":
+            for spec in self.spot.specs.values():
+                rows.append(
+                    {
+                        "symbol": spec.symbol,
+                        "baseCoin": spec.base,
+                        "quoteCoin": spec.quote,
+                        "innovation": "0",
+                        "status": "Trading",
+                        "marginTrading": "none",
+                        "stTag": "0",
+                        "lotSizeFilter": {
+                            "basePrecision": f"{spec.step_size}",
+                            "quotePrecision": "0.00000001",
+                            "minOrderQty": f"{spec.step_size}",
+                            "maxOrderQty": "71.73956243",
+                            "minOrderAmt": f"{spec.min_notional}",
+                            "maxOrderAmt": "2000000",
+                        },
+                        "priceFilter": {"tickSize": f"{spec.tick_size}"},
+                        "riskParameters": {
+                            "priceLimitRatioX": "0.05",
+                            "priceLimitRatioY": "0.05",
+                        },
+                    }
+                )
+        else:
+            for spec in self.linear.specs.values():
+                rows.append(
+                    {
+                        "symbol": spec.symbol,
+                        "contractType": "LinearPerpetual",
+                        "status": "Trading",
+                        "baseCoin": spec.base,
+                        "quoteCoin": spec.quote,
+                        "launchTime": "1585526400000",
+                        "deliveryTime": "0",
+                        "deliveryFeeRate": "",
+                        "priceScale": "2",
+                        "leverageFilter": {
+                            "minLeverage": "1",
+                            "maxLeverage": "100.00",
+                            "leverageStep": "0.01",
+                        },
+                        "priceFilter": {
+                            "minPrice": f"{spec.tick_size}",
+                            "maxPrice": "1999999.80",
+                            "tickSize": f"{spec.tick_size}",
+                        },
+                        "lotSizeFilter": {
+                            "maxOrderQty": "1190.000",
+                            "minOrderQty": f"{spec.step_size}",
+                            "qtyStep": f"{spec.step_size}",
+                            "postOnlyMaxOrderQty": "1190.000",
+                            "maxMktOrderQty": "500.000",
+                            "minNotionalValue": f"{spec.min_notional}",
+                        },
+                        "unifiedMarginTrade": True,
+                        "fundingInterval": 480,
+                        "settleCoin": spec.quote,
+                        "copyTrading": "both",
+                        "upperFundingRate": "0.00375",
+                        "lowerFundingRate": "-0.00375",
+                    }
+                )
+        return {"category": category, "list": rows, "nextPageCursor": ""}
+
+    def _coins(self, params: Mapping[str, Any]) -> object:
+        coins = sorted(self.spot.free)
+        return {
+            "rows": [
+                {
+                    "name": coin,
+                    "coin": coin,
+                    "remainAmount": "1000000",
+                    "chains": [
+                        {
+                            "chainType": coin,
+                            "confirmation": "1",
+                            "withdrawFee": "0",
+                            "depositMin": "0",
+                            "withdrawMin": "0",
+                            "chain": coin,
+                            "chainDeposit": "1",
+                            "chainWithdraw": "1",
+                            "minAccuracy": "8",
+                            "withdrawPercentageFee": "0",
+                        }
+                    ],
+                }
+                for coin in coins
+            ]
+        }
+
+    def _query_api(self, params: Mapping[str, Any]) -> object:
+        return {
+            "id": "1",
+            "note": "loopback",
+            "apiKey": self.api_key,
+            "readOnly": 0,
+            "secret": "",
+            "permissions": {"Spot": ["SpotTrade"], "ContractTrade": ["Order", "Position"]},
+            "ips": ["*"],
+            "type": 1,
+            "unified": 0,
+            "uta": 1,
+            "userID": 1,
+            "isMaster": True,
+        }
+
+    def _account_info(self, params: Mapping[str, Any]) -> object:
+        return {
+            "unifiedMarginStatus": 6,
+            "marginMode": self.margin_mode,
+            "isMasterTrader": False,
+            "spotHedgingStatus": "OFF",
+            "updatedTime": _ms(int(time.time() * 1000)),
+        }
+
+    def _create(self, params: Mapping[str, Any]) -> object:
+        category = self._category(params)
+        try:
+            side = str(params["side"]).upper()
+            kind = str(params["orderType"]).upper()
+            qty = Decimal(str(params["qty"]))
+            price = Decimal(str(params["price"])) if params.get("price") else None
+        except (KeyError, ArithmeticError) as exc:
+            raise VenueError("bad_request", f"params error: {exc}") from None
+        link_id = str(params.get("orderLinkId") or "")
+        symbol = str(params.get("symbol", ""))
+        if category == "spot":
+            if params.get("marketUnit", "baseCoin") != "baseCoin":
+                raise VenueError("bad_request", "marketUnit quoteCoin is not served here")
+            new = NewOrder(
+                symbol=symbol,
+                side=side,
+                type=kind,
+                quantity=qty,
+                price=price,
+                client_order_id=link_id or None,
+            )
+            placed = int(str(self.spot.place(new)["orderId"]))
+            order = self.spot.orders[placed]
+        else:
+            order = self.linear.place(
+                symbol=symbol,
+                side=side,
+                type=kind,
+                qty=qty,
+                price=price,
+                client_id=link_id,
+                reduce_only=bool(params.get("reduceOnly")),
+            )
+        return {"orderId": str(order.order_id), "orderLinkId": link_id}
+
+    def _find(self, category: str, params: Mapping[str, Any]) -> Order | None:
+        symbol = str(params.get("symbol", ""))
+        order_id = params.get("orderId")
+        link_id = params.get("orderLinkId")
+        if order_id is not None:
+            # Bybit looks up by orderId first, and only by it when it is sent.
+            if not str(order_id).isdigit():
+                return None
+            link_id = None
+        oid = int(order_id) if order_id is not None else None
+        if category == "linear":
+            return self.linear.find(symbol, oid, link_id)
+        try:
+            return self.spot.order(symbol, oid, link_id)
+        except BinanceError:
+            return None
+
+    def _realtime(self, params: Mapping[str, Any]) -> object:
+        category = self._category(params)
+        if "orderId" in params or "orderLinkId" in params:
+            found = self._find(category, params)
+            orders = [found] if found is not None else []
+        else:
+            book: dict[int, Order] = self.spot.orders if category == "spot" else self.linear.orders
+            symbol = params.get("symbol")
+            orders = [o for o in book.values() if o.is_open and symbol in (None, o.spec.symbol)]
+        return {
+            "category": category,
+            "list": [self._order_json(o, category) for o in orders],
+            "nextPageCursor": "",
+        }
+
+    def _cancel(self, params: Mapping[str, Any]) -> object:
+        category = self._category(params)
+        order = self._find(category, params)
+        if order is None or not order.is_open:
+            raise VenueError("not_found")
+        if category == "spot":
+            self.spot.cancel(order.spec.symbol, order.order_id, None, None)
+        else:
+            self.linear.cancel(order)
+        return {"orderId": str(order.order_id), "orderLinkId": order.client_order_id}
+
+    def _executions(self, params: Mapping[str, Any]) -> object:
+        category = self._category(params)
+        symbol = params.get("symbol")
+        order = (
+            self._find(category, params)
+            if params.get("orderId") or params.get("orderLinkId")
+            else None
+        )
+        trades: list[Trade] = self.spot.trades if category == "spot" else self.linear.trades
+        orders: dict[int, Order] = self.spot.orders if category == "spot" else self.linear.orders
+        chosen = [
+            t
+            for t in trades
+            if symbol in (None, t.symbol) and (order is None or t.order_id == order.order_id)
+        ]
+        if (params.get("orderId") or params.get("orderLinkId")) and order is None:
+            chosen = []
+        return {
+            "category": category,
+            "list": [self._execution_json(t, orders[t.order_id], category) for t in chosen],
+            "nextPageCursor": "",
+        }
+
+    def _wallet(self, params: Mapping[str, Any]) -> object:
+        if params.get("accountType") != "UNIFIED":
+            raise VenueError("bad_request", "accountType only support UNIFIED")
+        coins = []
+        # One unified wallet: the spot book's coins, with the linear margin in USDT.
+        for coin, amounts in self.spot.balances().items():
+            free, locked = Decimal(amounts["free"]), Decimal(amounts["locked"])
+            total = free + locked
+            if coin == "USDT":
+                with self.linear.lock:
+                    total += self.linear.wallet
+                    free += self.linear.available()
+                    im = self.linear.used_margin()
+            else:
+                im = Decimal(0)
+            coins.append(
+                {
+                    "coin": coin,
+                    "equity": f"{total}",
+                    "walletBalance": f"{total}",
+                    "locked": f"{locked}",
+                    "totalOrderIM": "0",
+                    "totalPositionIM": f"{im}",
+                    "availableToWithdraw": "",
+                    "borrowAmount": "0",
+                    "accruedInterest": "0",
+                    "unrealisedPnl": "0",
+                    "usdValue": f"{total}",
+                }
+            )
+        return {"list": [{"accountType": "UNIFIED", "coin": coins, "totalEquity": "0"}]}
+
+    def _set_margin_mode(self, params: Mapping[str, Any]) -> object:
+        mode = str(params.get("setMarginMode", ""))
+        if mode not in MARGIN_MODES:
+            raise VenueError("bad_request", "setMarginMode invalid")
+        self.margin_mode = mode
+        with self.linear.lock:
+            for symbol in self.linear.specs:
+                self.linear.position(symbol).margin_mode = MARGIN_MODES[mode]
+        return {"reasons": []}
+
+    def _set_leverage(self, params: Mapping[str, Any]) -> object:
+        if params.get("category") != "linear":
+            raise VenueError("bad_request", "category only support linear or inverse")
+        buy, sell = str(params.get("buyLeverage", "")), str(params.get("sellLeverage", ""))
+        if buy != sell:
+            raise VenueError("bad_request", "buy leverage must equal sell leverage in one-way mode")
+        leverage = int(Decimal(buy))
+        with self.linear.lock:
+            position = self.linear.position(str(params.get("symbol", "")))
+            if position.leverage == leverage:
+                raise VenueError("leverage_unchanged")
+            position.leverage = leverage
+        return {}
+
+    def _positions(self, params: Mapping[str, Any]) -> object:
+        self._category(params)
+        rows = []
+        with self.linear.lock:
+            for symbol, position in self.linear.positions.items():
+                if params.get("symbol") not in (None, symbol):
+                    continue
+                rows.append(
+                    {
+                        "positionIdx": 0,
+                        "symbol": symbol,
+                        "side": "Buy" if position.qty > 0 else "Sell" if position.qty < 0 else "",
+                        "size": f"{abs(position.qty)}",
+                        "avgPrice": f"{position.entry}",
+                        "positionValue": f"{abs(position.qty) * position.entry}",
+                        "tradeMode": 1 if position.margin_mode == "isolated" else 0,
+                        "leverage": f"{position.leverage}",
+                        "markPrice": f"{self.linear.prices.get(symbol, position.entry)}",
+                        "unrealisedPnl": "0",
+                        "cumRealisedPnl": f"{position.realized}",
+                        "positionStatus": "Normal",
+                        "createdTime": _ms(position.updated),
+                        "updatedTime": _ms(position.updated),
+                    }
+                )
+        return {"category": "linear", "list": rows, "nextPageCursor": ""}
+
+
+Endpoint = Callable[[BybitLoopback, Mapping[str, Any]], object]
+# (method, path) -> (private, endpoint)
+ROUTES: dict[tuple[str, str], tuple[bool, Endpoint]] = {
+    ("GET", "/v5/market/instruments-info"): (False, BybitLoopback._instruments),
+    ("GET", "/v5/asset/coin/query-info"): (True, BybitLoopback._coins),
+    ("GET", "/v5/user/query-api"): (True, BybitLoopback._query_api),
+    ("GET", "/v5/account/info"): (True, BybitLoopback._account_info),
+    ("POST", "/v5/order/create"): (True, BybitLoopback._create),
+    ("GET", "/v5/order/realtime"): (True, BybitLoopback._realtime),
+    ("POST", "/v5/order/cancel"): (True, BybitLoopback._cancel),
+    ("GET", "/v5/execution/list"): (True, BybitLoopback._executions),
+    ("GET", "/v5/account/wallet-balance"): (True, BybitLoopback._wallet),
+    ("POST", "/v5/account/set-margin-mode"): (True, BybitLoopback._set_margin_mode),
+    ("POST", "/v5/position/set-leverage"): (True, BybitLoopback._set_leverage),
+    ("GET", "/v5/position/list"): (True, BybitLoopback._positions),
+}

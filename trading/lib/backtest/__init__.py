@@ -1,0 +1,1 @@
+"""Backtesting: pure engines, strategies and metrics (no ORM). Shares the paper fill model."""

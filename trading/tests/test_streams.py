@@ -1,0 +1,208 @@
+"""User streams against the loopback Binance's real websocket side, with the real ccxt.pro.
+
+The stream runs in its own thread and database connection as it does in production, so
+these tests commit (transactional database). No Celery beat runs here: the REST resolver
+only acts where a test calls it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from marketdata.models import Market
+from quantum.bootstrap import trading_defaults_ensure
+from trading.adapters.ccxt_adapter import CcxtAdapter, _clients
+from trading.exchanges.loopback import LoopbackExchange
+from trading.models import ExchangeAccount, Fill, Order, Position, Signal
+from trading.services.accounts import account_keys_set
+from trading.services.execution import signal_act
+from trading.services.reconcile import account_reconcile
+from trading.services.streams import StreamRunner, streams_health
+from trading.services.submission import orders_resolve_in_flight, snapshot_apply
+from trading.tests.factories import SignalFactory, gated_model
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+S = Order.Status
+KEY = "qt-stream-api-key-5c2e"
+SECRET = "qt-stream-secret-do-not-leak-81d0"
+REST_LOOKUPS = ("GET /api/v3/order", "GET /api/v3/myTrades", "GET /api/v3/openOrders")
+
+
+def wait_for(check: Callable[[], object], timeout: float = 8.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+@pytest.fixture
+def exchange() -> Iterator[LoopbackExchange]:
+    with LoopbackExchange(api_key=KEY, api_secret=SECRET, symbols=["BTCUSDT"]) as ex:
+        ex.set_price("BTCUSDT", "40000")
+        yield ex
+
+
+@pytest.fixture
+def account(exchange, settings, market: Market) -> Iterator[ExchangeAccount]:
+    settings.QT_EXCHANGE_TIMEOUT_MS = 1500
+    settings.QT_STREAM_BACKOFF_MIN_S = 0.05
+    settings.QT_STREAM_BACKOFF_MAX_S = 0.3
+    settings.QT_STREAM_FALLBACK_AFTER = 3
+    _clients.clear()
+    trading_defaults_ensure()
+    account = ExchangeAccount.objects.create(
+        name="loopback-streams",
+        exchange=market.exchange,
+        mode=ExchangeAccount.Mode.TESTNET,
+        cash=Decimal("100000"),
+        starting_cash=Decimal("100000"),
+        api_url_override=exchange.url,
+    )
+    account_keys_set(account=account, api_key=KEY, api_secret=SECRET, actor="alice")
+    assert account_reconcile(account=account).ok
+    account.refresh_from_db()
+    yield account
+    _clients.clear()
+
+
+@pytest.fixture
+def streams(account: ExchangeAccount) -> Iterator[StreamRunner]:
+    runner = StreamRunner(account_ids=[account.pk]).start()
+    yield runner
+    runner.stop()
+
+
+def connected(runner: StreamRunner, account: ExchangeAccount, snapshots: int = 1) -> None:
+    def ready() -> bool:
+        health = runner.health(account.pk)
+        return bool(health and health.state == "connected" and health.snapshots >= snapshots)
+
+    wait_for(ready, what=f"stream connected with {snapshots} snapshot(s)")
+
+
+def market_order_left_open(
+    exchange: LoopbackExchange, account: ExchangeAccount, market: Market
+) -> Order:
+    """A BUY the exchange accepts but fills only on fill_pending() (delay_fill fault)."""
+    exchange.inject("delay_fill", count=1, delay_s=None)
+    signal = SignalFactory(
+        market=market, action=Signal.Action.BUY, price=Decimal("40000"), model_version=gated_model()
+    )
+    order = signal_act(account=account, signal=signal)
+    assert order is not None and order.status == S.ACCEPTED and order.filled_quantity == 0
+    return order
+
+
+def rest_lookups_since(exchange: LoopbackExchange, start: int) -> list[str]:
+    return [r for r in exchange.requests()[start:] if r in REST_LOOKUPS]
+
+
+def test_a_fill_pushed_on_the_user_stream_settles_the_order_without_polling(
+    streams, exchange, account, market
+) -> None:
+    connected(streams, account)
+    order = market_order_left_open(exchange, account, market)
+    seen = len(exchange.requests())
+
+    trades = exchange.fill_pending()
+
+    order = wait_for(
+        lambda: Order.objects.filter(pk=order.pk, status=S.FILLED).first(), what="filled order"
+    )
+    assert isinstance(order, Order)
+    fill = Fill.objects.get(order=order)
+    assert fill.trade_id == str(trades[0]["id"])
+    assert fill.price == Decimal(trades[0]["price"])
+    assert fill.fee == Decimal(trades[0]["commission"])
+    assert Position.objects.get(account=account, market=market).quantity == order.quantity
+    assert rest_lookups_since(exchange, seen) == [], "settled from the stream, not over REST"
+    assert order.events.filter(to_status=S.FILLED, cause="fill").exists()
+    recorded = wait_for(
+        lambda: (h := streams_health([account.pk]).get(account.pk)) and h["events"] >= 2 and h,
+        what="stream health recorded",
+    )
+    assert isinstance(recorded, dict)
+    assert recorded["state"] == "connected" and recorded["last_event_at"]
+
+
+def test_a_dropped_stream_reconnects_and_its_snapshot_finds_the_fill_it_missed(
+    streams, exchange, account, market
+) -> None:
+    connected(streams, account)
+    order = market_order_left_open(exchange, account, market)
+    exchange.ws.refuse = True  # keep it down while the fill happens
+    assert exchange.ws.drop_all() >= 1
+    wait_for(lambda: exchange.ws.counters["refused"] >= 1, what="a refused reconnect")
+    assert exchange.ws.subscribers()["user"] == 0
+
+    exchange.fill_pending()  # nobody listening: only a REST snapshot can learn of it
+    time.sleep(0.2)
+    assert Order.objects.get(pk=order.pk).status == S.ACCEPTED
+    seen = len(exchange.requests())
+    exchange.ws.refuse = False
+
+    connected(streams, account, snapshots=2)
+    order.refresh_from_db()
+    assert order.status == S.FILLED
+    assert Fill.objects.filter(order=order).count() == 1
+    assert "GET /api/v3/order" in rest_lookups_since(exchange, seen), "the fresh snapshot"
+    health = streams.health(account.pk)
+    assert health is not None and health.reconnects >= 1 and health.last_snapshot_ok
+
+
+def test_a_trade_heard_on_the_stream_and_over_rest_is_recorded_once(
+    streams, exchange, account, market
+) -> None:
+    connected(streams, account)
+    signal = SignalFactory(
+        market=market, action=Signal.Action.BUY, price=Decimal("40000"), model_version=gated_model()
+    )
+    # The REST ack carries the fill and the stream pushes the same trade: a race by design.
+    order = signal_act(account=account, signal=signal)
+    assert order is not None
+    health = streams.health(account.pk)
+    wait_for(lambda: health and health.events >= 2, what="the stream's events")
+    # And REST once more, applying the exchange's view of the order after the stream's.
+    snapshot = CcxtAdapter(account).fetch(order)
+    assert snapshot is not None and len(snapshot.fills) == 1
+    snapshot_apply(order=order, snapshot=snapshot)
+
+    order.refresh_from_db()
+    assert order.status == S.FILLED and order.filled_quantity == order.quantity
+    assert Fill.objects.filter(order=order).count() == 1
+    assert Position.objects.get(account=account, market=market).quantity == order.quantity
+    assert len(exchange.trades()) == 1
+
+
+def test_a_refused_stream_falls_back_to_polling_which_still_settles(
+    exchange, account, market
+) -> None:
+    exchange.ws.refuse = True
+    runner = StreamRunner(account_ids=[account.pk]).start()
+    try:
+        wait_for(
+            lambda: (h := runner.health(account.pk)) and h.state == "polling",
+            what="fallback to polling",
+        )
+        order = market_order_left_open(exchange, account, market)
+        exchange.fill_pending()
+
+        orders_resolve_in_flight(older_than=timedelta(0), account=account)  # the 5 s poller
+
+        order.refresh_from_db()
+        assert order.status == S.FILLED
+        assert Fill.objects.filter(order=order).count() == 1
+        health = runner.health(account.pk)
+        assert health is not None and health.snapshots == 0 and "503" in health.last_error
+        assert exchange.ws.counters["refused"] >= 3
+    finally:
+        runner.stop()
