@@ -279,14 +279,18 @@ def _live_gauges() -> Iterator[Metric]:
         ["scope", "state"],
         [(s.account.name if s.account else "global", s.state, 1) for s in states],
     )
+    open_by_severity = dict(
+        Incident.objects.filter(status=Incident.Status.OPEN)
+        .values("severity")
+        .annotate(n=Count("id"))
+        .values_list("severity", "n")
+    )
     yield _gauge(
         "qt_incidents_open",
         "Open incidents by severity",
         ["severity"],
-        Incident.objects.filter(status=Incident.Status.OPEN)
-        .values("severity")
-        .annotate(n=Count("id"))
-        .values_list("severity", "n"),
+        # Every severity, 0 included: a dashboard shows "0", not "No data", when all is well.
+        [(severity, open_by_severity.get(severity, 0)) for severity in Incident.Severity.values],
     )
     yield from _ratelimit_gauges()
 

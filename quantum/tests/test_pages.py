@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,7 @@ from django.conf import settings as django_settings
 
 from quantum.management.commands.runplatform import flower_argv
 from quantum.services import heartbeat_record
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from quantum.tests.servers import free_port
 
 FLOWER_PASSWORD = secrets.token_urlsafe(16)
 
@@ -32,7 +25,7 @@ FLOWER_PASSWORD = secrets.token_urlsafe(16)
 @pytest.fixture(scope="module")
 def flower_url() -> Iterator[str]:
     """A real Flower, started as `make run` starts it (loopback, /flower, basic auth)."""
-    port = _free_port()
+    port = free_port()
     argv = [a if not a.startswith("--port=") else f"--port={port}" for a in flower_argv("python")]
     argv[0] = sys.executable
     env = dict(os.environ, FLOWER_BASIC_AUTH=f"qt-proxy:{FLOWER_PASSWORD}")
@@ -135,7 +128,7 @@ def test_an_operator_without_mfa_in_the_session_never_reaches_flower(
 def test_an_unreachable_flower_is_a_502_naming_where_it_was_looked_for(
     alice, client_as, settings
 ) -> None:
-    settings.QT_FLOWER_URL = f"http://127.0.0.1:{_free_port()}"
+    settings.QT_FLOWER_URL = f"http://127.0.0.1:{free_port()}"
     response = client_as(alice).get("/flower/")
     assert response.status_code == 502
     assert settings.QT_FLOWER_URL in response.content.decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from quantum.tests.servers import free_port
+
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, dict]:
@@ -54,7 +49,7 @@ def _processes_mentioning(marker: str) -> list[str]:
 
 
 def test_the_platform_comes_up_offline_trades_on_paper_and_stops_cleanly(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     marker = f"qt-platform-test-{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(
@@ -127,7 +122,7 @@ def _tail(tmp_path: Path) -> str:
 
 
 def test_ctrl_c_on_make_run_stops_every_process(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     marker = f"qt-make-run-test-{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(

@@ -54,13 +54,14 @@ def celery_worker(log_path: Path) -> Iterator[str]:
             wait_for(lambda: b" ready." in log_path.read_bytes(), timeout=60, what="worker start")
             yield queue
         finally:
+            # SIGTERM to the worker itself (a warm shutdown), then nothing of its group left.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:

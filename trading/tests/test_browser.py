@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,14 +19,14 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
+
+from quantum.tests.servers import daphne_server, test_database_url, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct-horse-42"
 # Real BTC/USDT bars and headlines: the ten days before the news file ends.
 REPLAY_START = "2022-07-05T00:00:00Z"
-ASGI_APP = "quantum.asgi:application"
 
 CHROMIUM_MISSING = "Chromium not installed at /usr/bin/chromium (apt-get install chromium)"
 
@@ -47,56 +43,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _database_url() -> str:
-    """The test database (the one this process uses) as a DATABASE_URL for Daphne."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _wait_until(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
-def daphne(django_db_setup, django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Daphne on the test database for the whole module (each test brings its own rows)."""
     with django_db_blocker.unblock():
-        database_url = _database_url()
-    port = _free_port()
+        database_url = test_database_url()
     env = dict(os.environ, DATABASE_URL=database_url, DJANGO_DEBUG="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-    def listening() -> bool:
-        if proc.poll() is not None:
-            pytest.fail(f"daphne exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    try:
-        _wait_until(listening, "daphne to listen", timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +204,7 @@ def test_a_trader_logs_in_sees_the_chart_and_a_fill_pushed_by_the_worker_without
             "browser-1",
             str(last.close),
         )
-        _wait_until(lambda: Fill.objects.filter(quantity=Decimal("0.002")).exists(), "the fill")
+        wait_until(lambda: Fill.objects.filter(quantity=Decimal("0.002")).exists(), "the fill")
     fill = Fill.objects.get(quantity=Decimal("0.002"))
     page.wait_for_selector(f"#fill-{fill.pk}", timeout=15000)
     assert page.locator("#fill-rows tr.fill").count() == 7

@@ -153,18 +153,26 @@ class Command(BaseCommand):
         # Web, worker and beat first, Redis last (they talk to it on the way out).
         apps = [c for c in self.children if c[0] != "redis"]
         for group in (apps, [c for c in self.children if c[0] == "redis"]):
+            # SIGTERM to each main process only: a Celery worker then shuts down warm,
+            # finishing the tasks it is running and stopping its own pool. A SIGTERM to the
+            # whole group would kill the pool processes mid-task (WorkerLostError).
             for _, proc in group:
-                _signal_group(proc, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             for name, proc in group:
+                timeout = STOP_TIMEOUT_S.get(name, 20)
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
-                    self.stderr.write(f"{name} did not stop in 20s; killing it")
-                # Worker pool processes share the worker's process group.
+                    self.stderr.write(f"{name} did not stop in {timeout}s; killing it")
+                # Anything left in the child's process group (a worker's pool) goes with it.
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self.stdout.write("All processes stopped.")
 
+
+# A warm worker shutdown waits for running tasks (an order being placed, a training run).
+STOP_TIMEOUT_S = {"worker": 60}
 
 FLOWER_MAX_TASKS = 10_000
 
