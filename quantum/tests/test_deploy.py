@@ -69,3 +69,19 @@ def test_the_monitoring_profile_loads_the_repository_rules_and_dashboards() -> N
     volumes = services["grafana"]["volumes"]
     assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in volumes
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in volumes
+    # Grafana's provisioning points where compose mounts the dashboards, and its datasource at
+    # the prometheus service, on the port Prometheus listens on in that container.
+    provider = yaml.safe_load(
+        (
+            Path(settings.BASE_DIR) / "deploy/grafana/provisioning/dashboards/dashboards.yml"
+        ).read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    datasource = yaml.safe_load(
+        (
+            Path(settings.BASE_DIR) / "deploy/grafana/provisioning/datasources/prometheus.yml"
+        ).read_text()
+    )["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
+    assert services["grafana"]["depends_on"] == ["prometheus"]
