@@ -60,6 +60,46 @@ def _audit() -> Check | None:
     return {"ok": result["ok"], "detail": result["detail"]}
 
 
+# A live stream saves its health every 15 s while connected and at every reconnect attempt
+# (back-off at most QT_STREAM_BACKOFF_MAX_S, 60 s, plus jitter) otherwise.
+STREAM_STALE_S = 90
+
+
+def stream_check(record: dict[str, Any] | None) -> Check:
+    """A websocket stream's last health record (trading/marketdata services/streams.py)."""
+    if record is None:
+        return {"ok": False, "detail": "no stream process has reported"}
+    state, error = record["state"], record.get("last_error") or ""
+    age = (timezone.now() - datetime.fromisoformat(record["updated_at"])).total_seconds()
+    if state == "stopped":
+        # Stopped cleanly (SIGTERM): polling on beat settles everything meanwhile.
+        return {"ok": True, "detail": f"stopped {age:.0f}s ago; polling only"}
+    if age > STREAM_STALE_S:
+        return {"ok": False, "detail": f"{state}, silent for {age:.0f}s: is its process running?"}
+    if state == "connected":
+        return {"ok": True, "detail": f"connected, {record.get('events', 0)} events"}
+    if state == "polling":
+        return {"ok": True, "detail": f"websocket unavailable, polling: {error}".rstrip(": ")}
+    return {"ok": False, "detail": f"{state}: {error}".rstrip(": ")}
+
+
+def stream_checks() -> dict[str, Check]:
+    """User streams of the accounts that get one (a missing report fails: they are run by
+    runplatform, compose and systemd), and the market stream where it has reported."""
+    from marketdata.services.streams import market_stream_health
+    from trading.models import ExchangeAccount
+    from trading.services.streams import stream_account_ids, streams_health
+
+    ids = stream_account_ids()
+    found = streams_health(ids)
+    names = dict(ExchangeAccount.objects.filter(pk__in=ids).values_list("pk", "name"))
+    checks = {f"stream:{names[pk]}": stream_check(found.get(pk)) for pk in ids}
+    market = market_stream_health()
+    if market is not None:
+        checks[f"stream:market:{settings.QT_EXCHANGE}"] = stream_check(market)
+    return checks
+
+
 def _heartbeat(component: str) -> Check:
     seen = heartbeat_get(component=component)
     if seen is None:
@@ -122,6 +162,7 @@ def readiness() -> dict[str, Check]:
 
     for account in ExchangeAccount.objects.exclude(mode=ExchangeAccount.Mode.PAPER):
         checks[f"exchange:{account.name}"] = _exchange(account)
+    checks.update(stream_checks())
     audit = _audit()
     if audit is not None:
         checks["audit"] = audit

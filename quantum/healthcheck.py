@@ -1,7 +1,9 @@
-"""Container/unit healthcheck: `python -m quantum.healthcheck worker|beat` (exit 0 or 1).
+"""Container/unit healthcheck: `python -m quantum.healthcheck worker|beat|streams` (exit 0
+or 1).
 
-The worker and beat record heartbeats in Redis (quantum/services.py, quantum/signals.py);
-this reads them without starting anything.
+The worker and beat record heartbeats in Redis (quantum/services.py, quantum/signals.py),
+the stream processes their health (quantum/health.py::stream_checks); this reads them
+without starting anything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ def main(component: str) -> int:
 
     from quantum.services import heartbeat_get
 
+    if component == "streams":
+        from quantum.health import stream_checks
+
+        checks = stream_checks()
+        for name, check in checks.items():
+            print(f"{name}: {'ok' if check['ok'] else 'FAILED'} ({check['detail']})")
+        if not checks:
+            print("no stream to check")
+        return 0 if all(check["ok"] for check in checks.values()) else 1
     seen = heartbeat_get(component=component)
     if seen is None:
         print(f"no {component} heartbeat yet")
@@ -30,6 +41,6 @@ def main(component: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in ("worker", "beat"):
-        sys.exit("usage: python -m quantum.healthcheck worker|beat")
+    if len(sys.argv) != 2 or sys.argv[1] not in ("worker", "beat", "streams"):
+        sys.exit("usage: python -m quantum.healthcheck worker|beat|streams")
     sys.exit(main(sys.argv[1]))

@@ -48,7 +48,9 @@ from marketdata.sources import CcxtSource, Row, rebase_urls
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-HEALTH_TTL_S = 300
+# Kept a day, judged by `updated_at` (quantum/health.py): a stream process that dies without
+# saying so stays visible as stale instead of vanishing with its record.
+HEALTH_TTL_S = 24 * 3600
 MARKET_HEALTH_KEY = "stream:market:{exchange}"
 # An update that arrives this long after its bar's close time is that bar's final state;
 # a little slack for the distance between our clock and the exchange's.

@@ -108,3 +108,17 @@ def test_it_refuses_an_unknown_timeframe(tmp_path: Path) -> None:
 
     with pytest.raises(CommandError, match="invalid choice: '7m'"):
         load_candles(path, timeframe="7m")
+
+
+def test_the_market_stream_command_refuses_replay_unless_told_to_exit_quietly(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.QT_MARKET_SOURCE = "replay"
+    with pytest.raises(CommandError, match="needs QT_MARKET_SOURCE=ccxt"):
+        call_command("stream_markets")
+    # Compose and systemd start it in every deployment: where it is off it exits 0.
+    out = StringIO()
+    call_command("stream_markets", "--if-enabled", stdout=out)
+    assert "market stream off (QT_MARKET_SOURCE=replay" in out.getvalue()
+    settings.QT_MARKET_SOURCE, settings.QT_MARKET_STREAM = "ccxt", 0
+    out = StringIO()
+    call_command("stream_markets", "--if-enabled", stdout=out)
+    assert "QT_MARKET_STREAM=0); nothing to do" in out.getvalue()

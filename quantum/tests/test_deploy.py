@@ -85,3 +85,24 @@ def test_the_monitoring_profile_loads_the_repository_rules_and_dashboards() -> N
     assert datasource["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
     assert services["grafana"]["depends_on"] == ["prometheus"]
+
+
+def test_compose_and_systemd_run_the_websocket_streams_with_a_healthcheck() -> None:
+    services = COMPOSE["services"]
+    assert services["streams"]["command"] == "python manage.py stream_accounts"
+    assert services["streams"]["healthcheck"]["test"][-1] == "streams"
+    assert services["streams"]["restart"] == "unless-stopped"
+    # The market stream exits 0 where it is off, so only a failure restarts it.
+    assert services["market-stream"]["command"] == "python manage.py stream_markets --if-enabled"
+    assert services["market-stream"]["restart"] == "on-failure"
+    systemd = Path(settings.BASE_DIR) / "deploy" / "systemd"
+    target = (systemd / "quantum-trader.target").read_text()
+    for unit, command in (
+        ("quantum-streams.service", "manage.py stream_accounts\n"),
+        ("quantum-market-stream.service", "manage.py stream_markets --if-enabled\n"),
+    ):
+        assert unit in target
+        text = (systemd / unit).read_text()
+        assert command in text.split("ExecStart=", 1)[1]
+        assert "PartOf=quantum-trader.target" in text
+    assert "Restart=on-failure" in (systemd / "quantum-market-stream.service").read_text()

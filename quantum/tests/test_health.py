@@ -289,3 +289,84 @@ def test_beat_schedules_the_synthetic_checks(settings) -> None:  # type: ignore[
     assert schedule["exchange-ping"]["schedule"] == settings.QT_EXCHANGE_PING_INTERVAL
     assert schedule["audit-chain-check"]["task"] == "quantum.tasks.audit_chain_check"
     assert schedule["audit-chain-check"]["schedule"] == settings.QT_AUDIT_CHECK_INTERVAL
+
+
+# --- Websocket streams --------------------------------------------------------------------
+
+
+@pytest.fixture
+def streamed_account(everything_up):  # type: ignore[no-untyped-def]
+    """A testnet account with keys: runplatform, compose and systemd run its user stream."""
+    from trading.models import ExchangeAccount
+    from trading.services.accounts import account_keys_set
+    from trading.services.streams import StreamHealth
+
+    account = ExchangeAccount.objects.create(
+        name="binance-testnet", exchange=everything_up.exchange, mode=ExchangeAccount.Mode.TESTNET
+    )
+    account_keys_set(account=account, api_key="k" * 16, api_secret="s" * 16, actor="test")
+    # Its synthetic exchange check has passed; only the stream is under test here.
+    from quantum.synthetic import EXCHANGE_KEY
+
+    cache.set(
+        EXCHANGE_KEY.format(account_id=account.pk),
+        {"ok": True, "detail": "time answered", "at": timezone.now().isoformat()},
+        300,
+    )
+    return StreamHealth(account_id=account.pk, account=account.name)
+
+
+def test_an_account_whose_stream_never_reported_is_not_ready(streamed_account) -> None:  # type: ignore[no-untyped-def]
+    body = Client().get("/ready").json()
+    assert body["failed"] == ["stream:binance-testnet"]
+    assert body["checks"]["stream:binance-testnet"]["detail"] == "no stream process has reported"
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "ok", "detail"),
+    [
+        ("connected", "", True, "connected, 0 events"),
+        ("polling", "no websocket user stream", True, "polling: no websocket user stream"),
+        ("backoff", "NetworkError: reset by peer", False, "backoff: NetworkError: reset by peer"),
+        ("stopped", "", True, "polling only"),
+    ],
+)
+def test_a_stream_is_ready_while_connected_or_polling_and_not_while_reconnecting(
+    streamed_account, state: str, error: str, ok: bool, detail: str
+) -> None:  # type: ignore[no-untyped-def]
+    streamed_account.state, streamed_account.last_error = state, error
+    streamed_account.save()
+    response = Client().get("/ready")
+    check = response.json()["checks"]["stream:binance-testnet"]
+    assert check["ok"] is ok
+    assert detail in check["detail"]
+    assert response.status_code == (200 if ok else 503)
+
+
+def test_a_stream_that_fell_silent_is_not_ready_and_fails_its_healthcheck(
+    streamed_account, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from quantum.healthcheck import main
+    from trading.services.streams import HEALTH_KEY
+
+    streamed_account.state = "connected"
+    streamed_account.save()
+    assert main("streams") == 0
+    # Killed without a word (SIGKILL, OOM): its last record ages past the limit.
+    record = cache.get(HEALTH_KEY.format(account_id=streamed_account.account_id))
+    record["updated_at"] = (timezone.now() - timedelta(seconds=300)).isoformat()
+    cache.set(HEALTH_KEY.format(account_id=streamed_account.account_id), record, 3600)
+    check = Client().get("/ready").json()["checks"]["stream:binance-testnet"]
+    assert check["ok"] is False
+    assert "silent for 300s" in check["detail"]
+    assert main("streams") == 1
+    assert "stream:binance-testnet: FAILED" in capsys.readouterr().out
+
+
+def test_the_market_stream_shows_once_it_has_reported(everything_up, settings) -> None:  # type: ignore[no-untyped-def]
+    from marketdata.services.streams import MarketStreamHealth
+
+    assert not any(name.startswith("stream:") for name in Client().get("/ready").json()["checks"])
+    MarketStreamHealth(exchange=settings.QT_EXCHANGE, state="connected").save()
+    check = Client().get("/ready").json()["checks"][f"stream:market:{settings.QT_EXCHANGE}"]
+    assert check == {"ok": True, "detail": "connected, 0 events"}

@@ -6,9 +6,9 @@ import signal
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from marketdata.services.streams import MarketStreamRunner
+from marketdata.services.streams import MarketStreamRunner, market_stream_enabled
 
 
 class Command(BaseCommand):
@@ -18,7 +18,21 @@ class Command(BaseCommand):
         "Beat's polling keeps running beside it. Stops on SIGTERM/SIGINT."
     )
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--if-enabled",
+            action="store_true",
+            help="exit 0 without streaming where it is off (QT_MARKET_SOURCE is not ccxt, or "
+            "QT_MARKET_STREAM=0): for a service manager that starts it in every deployment",
+        )
+
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["if_enabled"] and not market_stream_enabled():
+            self.stdout.write(
+                f"market stream off (QT_MARKET_SOURCE={settings.QT_MARKET_SOURCE}, "
+                f"QT_MARKET_STREAM={settings.QT_MARKET_STREAM}); nothing to do"
+            )
+            return
         if settings.QT_MARKET_SOURCE != "ccxt":
             raise CommandError(
                 f"the market stream needs QT_MARKET_SOURCE=ccxt (it is {settings.QT_MARKET_SOURCE})"
