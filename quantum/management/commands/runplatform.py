@@ -113,18 +113,15 @@ class Command(BaseCommand):
             ],
         )
         self._spawn("flower", flower_argv(py), env=flower_env())
-        from trading.services.streams import stream_account_ids
-
-        # Websocket user streams only where an exchange-backed account exists: the default
-        # (paper only) starts nothing that could fail. Polling on beat runs either way.
-        if stream_account_ids():
-            manage = str(settings.BASE_DIR / "manage.py")
-            self._spawn("streams", [py, manage, "stream_accounts"])
+        # Websocket user streams: idle while only paper accounts exist (nothing to connect,
+        # nothing that could fail), and picking up a testnet/live account with keys within
+        # QT_STREAM_REFRESH_S of its creation. Polling on beat runs either way; /ready
+        # reports each account's stream (quantum/health.py).
+        manage = str(settings.BASE_DIR / "manage.py")
+        self._spawn("streams", [py, manage, "stream_accounts"])
         if getattr(self, "market_stream", False):
             # Closed candles seconds after they close; beat's ingest stays the safety net.
-            self._spawn(
-                "market-stream", [py, str(settings.BASE_DIR / "manage.py"), "stream_markets"]
-            )
+            self._spawn("market-stream", [py, manage, "stream_markets"])
 
     def _watch(self) -> None:
         parent = os.getppid()
