@@ -160,3 +160,45 @@ def test_ctrl_c_on_make_run_stops_every_process(tmp_path) -> None:
     time.sleep(0.5)
     assert _processes_mentioning(marker) == [], "child processes were left running"
     assert "All processes stopped." in (tmp_path / "platform.log").read_text()
+
+
+# A stand-in for a Celery worker: its "pool process" shares its process group and takes 1.5 s
+# to finish its task; on SIGTERM the main process waits for it, as Celery's warm shutdown does.
+WARM_WORKER = """
+import signal, subprocess, sys, time
+task = "import sys, time; time.sleep(1.5); open(sys.argv[1], 'w').write('done')"
+pool = subprocess.Popen([sys.executable, "-c", task, sys.argv[1]])
+def warm_shutdown(*_):
+    sys.exit(pool.wait())
+signal.signal(signal.SIGTERM, warm_shutdown)
+open(sys.argv[2], "w").write("ready")
+time.sleep(60)
+"""
+
+
+def test_stopping_lets_a_worker_finish_its_running_task_then_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    from quantum.management.commands.runplatform import Command
+
+    done, ready = tmp_path / "done", tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WARM_WORKER, str(done), str(ready)], start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the stand-in worker did not start"
+    supervisor = Command()
+    supervisor.children = [("worker", proc)]
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        supervisor._stop_all()
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    # The pool process was not signalled: it finished its task, and its parent exited with it.
+    assert done.read_text() == "done"
+    assert proc.returncode == 0
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
