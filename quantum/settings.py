@@ -202,6 +202,10 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 # are the way back in when the phone is lost (quantum/roles.py enforces it).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Quantum Trader"
+# A code of the 30-s period before or after the current one is accepted too (RFC 6238 5.2:
+# a phone's clock drifts, and a code typed at the end of its period arrives in the next).
+# allauth still refuses a code used once already.
+MFA_TOTP_TOLERANCE = 1
 # Password reset mails: printed to the console by default; SMTP with
 # EMAIL_URL=smtp+tls://user:password@host:587 (or smtp+ssl://, smtp://).
 _EMAIL = env.email_url_config(env("EMAIL_URL", default="consolemail://"))

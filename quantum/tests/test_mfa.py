@@ -66,6 +66,20 @@ def test_signing_in_with_password_and_code_opens_the_operator_pages(alice) -> No
     assert client.get("/admin/").status_code == 200
 
 
+def test_a_code_from_the_period_just_passed_is_accepted_once_and_an_older_one_never(alice) -> None:  # type: ignore[no-untyped-def]
+    secret = totp_activate(alice)
+
+    def sign_in(code: str) -> bool:
+        client = Client()
+        client.post("/accounts/login/", {"login": "alice", "password": PASSWORD})
+        client.post("/accounts/2fa/authenticate/", {"code": code})
+        return client.get("/risk/").status_code == 200
+
+    assert not sign_in(totp_code(secret, offset=-2)), "two periods old: refused"
+    assert sign_in(totp_code(secret, offset=-1)), "typed as the period turned: accepted"
+    assert not sign_in(totp_code(secret, offset=-1)), "the same code twice: refused"
+
+
 @pytest.mark.django_db(transaction=True)  # allauth announces a new authenticator on commit
 def test_setting_up_totp_counts_as_passing_it(alice) -> None:  # type: ignore[no-untyped-def]
     client = logged_in(alice)
