@@ -83,6 +83,9 @@ def browser(chromium) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     def new_page(**options: Any) -> Any:
         """A page in a fresh context (its own cookies) with `options` (viewport, is_mobile)."""
         contexts.append(chromium.new_context(**options))
+        # Playwright's 30 s default is tight for a loaded 2-core CI runner doing a second
+        # full run; a page that never gets there still fails, a minute later.
+        contexts[-1].set_default_timeout(60_000)
         return contexts[-1].new_page()
 
     yield new_page
