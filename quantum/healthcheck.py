@@ -20,8 +20,6 @@ def main(component: str) -> int:
     from django.conf import settings
     from django.utils import timezone
 
-    from quantum.services import heartbeat_get
-
     if component == "streams":
         from quantum.health import stream_checks
 
@@ -31,6 +29,8 @@ def main(component: str) -> int:
         if not checks:
             print("no stream to check")
         return 0 if all(check["ok"] for check in checks.values()) else 1
+    from quantum.services import heartbeat_get
+
     seen = heartbeat_get(component=component)
     if seen is None:
         print(f"no {component} heartbeat yet")

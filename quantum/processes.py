@@ -81,8 +81,16 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            # The main process only: a warm shutdown lets the pool finish its tasks.
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=20)
-            self.kill()  # whatever is left of the group
+            process_stop(self.proc, timeout=20)
+
+
+def process_stop(proc: subprocess.Popen, *, timeout: float) -> None:
+    """SIGTERM to the main process only (a Celery worker then shuts down warm: its pool
+    finishes the running tasks), then SIGKILL to whatever is left of its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from quantum.tests.auth_helpers import totp_activate, totp_code
+from quantum.tests.servers import in_ci
 from trading.tests import test_browser as shared
-from trading.tests.test_browser import CHROMIUM, CHROMIUM_MISSING, PASSWORD, in_ci
+from trading.tests.test_browser import CHROMIUM, CHROMIUM_MISSING, PASSWORD
 
 # The browser module's fixtures: Daphne, Chromium, fresh contexts, the screenshot folder and
 # real BTC/USDT data with a model's signals and fills.

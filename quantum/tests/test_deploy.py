@@ -16,7 +16,8 @@ from django.utils import timezone
 from quantum.healthcheck import main as healthcheck
 from quantum.services import HEARTBEAT_KEY, heartbeat_record
 
-COMPOSE = yaml.safe_load((Path(settings.BASE_DIR) / "docker-compose.yml").read_text())
+ROOT = Path(settings.BASE_DIR)
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
 @pytest.mark.django_db
@@ -72,15 +73,11 @@ def test_the_monitoring_profile_loads_the_repository_rules_and_dashboards() -> N
     # Grafana's provisioning points where compose mounts the dashboards, and its datasource at
     # the prometheus service, on the port Prometheus listens on in that container.
     provider = yaml.safe_load(
-        (
-            Path(settings.BASE_DIR) / "deploy/grafana/provisioning/dashboards/dashboards.yml"
-        ).read_text()
+        (ROOT / "deploy/grafana/provisioning/dashboards/dashboards.yml").read_text()
     )["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     datasource = yaml.safe_load(
-        (
-            Path(settings.BASE_DIR) / "deploy/grafana/provisioning/datasources/prometheus.yml"
-        ).read_text()
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
     )["datasources"][0]
     assert datasource["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
@@ -95,7 +92,7 @@ def test_compose_and_systemd_run_the_websocket_streams_with_a_healthcheck() -> N
     # The market stream exits 0 where it is off, so only a failure restarts it.
     assert services["market-stream"]["command"] == "python manage.py stream_markets --if-enabled"
     assert services["market-stream"]["restart"] == "on-failure"
-    systemd = Path(settings.BASE_DIR) / "deploy" / "systemd"
+    systemd = ROOT / "deploy" / "systemd"
     target = (systemd / "quantum-trader.target").read_text()
     for unit, command in (
         ("quantum-streams.service", "manage.py stream_accounts\n"),

@@ -297,6 +297,7 @@ def test_beat_schedules_the_synthetic_checks(settings) -> None:  # type: ignore[
 @pytest.fixture
 def streamed_account(everything_up):  # type: ignore[no-untyped-def]
     """A testnet account with keys: runplatform, compose and systemd run its user stream."""
+    from quantum.synthetic import EXCHANGE_KEY
     from trading.models import ExchangeAccount
     from trading.services.accounts import account_keys_set
     from trading.services.streams import StreamHealth
@@ -306,8 +307,6 @@ def streamed_account(everything_up):  # type: ignore[no-untyped-def]
     )
     account_keys_set(account=account, api_key="k" * 16, api_secret="s" * 16, actor="test")
     # Its synthetic exchange check has passed; only the stream is under test here.
-    from quantum.synthetic import EXCHANGE_KEY
-
     cache.set(
         EXCHANGE_KEY.format(account_id=account.pk),
         {"ok": True, "detail": "time answered", "at": timezone.now().isoformat()},

@@ -35,9 +35,15 @@ def value(text: str, sample: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def sampled_names(text: str) -> set[str]:
+    """Names with at least one sample line (a `# TYPE` line alone makes Prometheus store
+    nothing)."""
+    return set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.MULTILINE))
+
+
 def exposed_names(text: str) -> set[str]:
     """Every series name the scrape offers, with the suffixes of histograms and counters."""
-    names = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.MULTILINE))
+    names = sampled_names(text)
     for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
         names.add(name)
         if kind == "histogram":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -35,17 +34,17 @@ import pytest
 import yaml
 from django.conf import settings
 
-from quantum.tests.servers import daphne_server, free_port, test_database_url, wait_until
-from quantum.tests.test_metrics import _bar, metric_names_in
+from quantum.processes import database_url
+from quantum.tests.servers import daphne_server, free_port, in_ci, wait_until
+from quantum.tests.test_metrics import _bar, metric_names_in, sampled_names
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 PROMETHEUS, PROMTOOL = shutil.which("prometheus"), shutil.which("promtool")
 MISSING = "Prometheus not installed (apt-get install prometheus)"
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not (PROMETHEUS and PROMTOOL) and not IN_CI, reason=MISSING),
+    pytest.mark.skipif(not (PROMETHEUS and PROMTOOL) and not in_ci(), reason=MISSING),
 ]
 
 
@@ -137,7 +136,7 @@ def platform_web(market, paper_account, tmp_path: Path) -> Iterator[tuple[str, s
     audit_chain_check()
     token = secrets.token_urlsafe(24)
     env = dict(
-        os.environ, DATABASE_URL=test_database_url(), DJANGO_DEBUG="false", QT_METRICS_TOKEN=token
+        os.environ, DATABASE_URL=database_url(), DJANGO_DEBUG="false", QT_METRICS_TOKEN=token
     )
     with daphne_server(env, tmp_path / "daphne.log") as url:
         yield url, token
@@ -156,8 +155,7 @@ def test_prometheus_scrapes_the_platform_with_its_token_and_evaluates_every_rule
     request = urllib.request.Request(f"{web}/metrics", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as reply:
         exposition = reply.read().decode()
-    # Names with at least one sample line (a `# TYPE` line alone stores nothing).
-    sampled = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition, re.MULTILINE))
+    sampled = sampled_names(exposition)
 
     token_file = tmp_path / "qt_metrics_token"
     token_file.write_text(token)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from quantum.processes import child_env
+from quantum.processes import child_env, process_stop
 
 
 @contextlib.contextmanager
@@ -54,14 +52,7 @@ def celery_worker(log_path: Path) -> Iterator[str]:
             wait_for(lambda: b" ready." in log_path.read_bytes(), timeout=60, what="worker start")
             yield queue
         finally:
-            # SIGTERM to the worker itself (a warm shutdown), then nothing of its group left.
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=15)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            process_stop(proc, timeout=15)
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:

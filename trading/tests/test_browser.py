@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from quantum.tests.servers import daphne_server, test_database_url, wait_until
+from quantum.processes import database_url
+from quantum.tests.servers import daphne_server, in_ci, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 PHONE = {"width": 390, "height": 844}
@@ -29,10 +30,6 @@ PASSWORD = "correct-horse-42"
 REPLAY_START = "2022-07-05T00:00:00Z"
 
 CHROMIUM_MISSING = "Chromium not installed at /usr/bin/chromium (apt-get install chromium)"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 pytestmark = [
@@ -47,10 +44,10 @@ pytestmark = [
 def daphne(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Daphne on the test database for the whole module (each test brings its own rows)."""
     with django_db_blocker.unblock():
-        database_url = test_database_url()
-    env = dict(os.environ, DATABASE_URL=database_url, DJANGO_DEBUG="false")
-    with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as url:
-        yield url
+        url = database_url()
+    env = dict(os.environ, DATABASE_URL=url, DJANGO_DEBUG="false")
+    with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

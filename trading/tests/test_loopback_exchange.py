@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 from django.conf import settings
 
 from marketdata.sources import rebase_urls
+from quantum.tests.servers import free_port
 from trading.exchanges.loopback import LoopbackExchange
 
 KEY = "alice-api-key"
@@ -558,18 +558,12 @@ def test_the_control_endpoint_refuses_an_unknown_fault(exchange: LoopbackExchang
     assert status == 400 and "unknown fault kind" in body["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _without_django(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in ("DJANGO_SETTINGS_MODULE", "QT_DATA_DIR")}
 
 
 def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "trading.exchanges.loopback", "--port", str(port)]
     proc = subprocess.Popen(
         [*command, "--seed", "3", "--data-dir", str(data_dir)],
