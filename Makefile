@@ -39,7 +39,7 @@ compose-check:
 
 # bandit (config and justified skips: pyproject [tool.bandit]); pip-audit runs in .ci/run.
 security: install
-	$(VENV)/bin/bandit -c pyproject.toml -q -r quantum marketdata trading risk models_registry benchmarks
+	$(VENV)/bin/bandit -c pyproject.toml -q -r quantum marketdata trading risk models_registry venues benchmarks
 
 clean:
 	rm -rf var/*.sqlite3* var/artifacts var/*.sock var/*.rdb

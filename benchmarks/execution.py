@@ -72,11 +72,11 @@ def main() -> None:
     from quantum.embedded import redis_start
     from quantum.processes import WorkerProcess, child_env
     from trading.adapters.ccxt_adapter import _clients
-    from trading.exchanges.loopback import LoopbackExchange
     from trading.models import ExchangeAccount, OrderEvent, Signal
     from trading.services.accounts import account_keys_set
     from trading.services.chaos import limits_wide_open
     from trading.services.reconcile import account_reconcile
+    from venues.binance import LoopbackExchange
 
     if settings.EMBEDDED_REDIS:
         redis_start(settings.REDIS_SOCKET)

@@ -17,7 +17,7 @@ from marketdata.lib.candles import parse_time
 from marketdata.models import Candle, CandleGap, Market
 from marketdata.services.sync import market_backfill, market_sync
 from marketdata.sources import CcxtSource, read_candle_csv
-from marketdata.tests.loopback import BinanceLoopback
+from venues.binance_klines import BinanceLoopback
 
 pytestmark = pytest.mark.django_db
 

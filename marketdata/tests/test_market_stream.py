@@ -31,8 +31,8 @@ from marketdata.services.streams import (
 )
 from marketdata.sources import CcxtSource, read_candle_csv
 from quantum.celery import app
-from trading.exchanges.loopback import LoopbackExchange
-from trading.exchanges.loopback_data import KlineStore
+from venues.binance import LoopbackExchange
+from venues.data import KlineStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -178,8 +178,8 @@ def test_it_makes_a_request_id_otherwise(incoming: str | None) -> None:
 def loopback_account(everything_up, settings):  # type: ignore[no-untyped-def]
     """A testnet account pointed at a loopback Binance (the real ccxt client talks to it)."""
     from trading.adapters.ccxt_adapter import _clients
-    from trading.exchanges.loopback import LoopbackExchange
     from trading.models import ExchangeAccount
+    from venues.binance import LoopbackExchange
 
     settings.QT_EXCHANGE_TIMEOUT_MS = 1500
     _clients.clear()

@@ -210,17 +210,7 @@ class CcxtAdapter:
         except RateLimited as exc:
             raise NotSent(str(exc)) from exc
         except ccxt.DDoSProtection as exc:  # 429 and 418 (ccxt: RateLimitExceeded/DDoS)
-            headers = self.client.last_response_headers or {}
-            retry_after = _seconds(headers.get("Retry-After") or headers.get("retry-after"))
-            self.client.qt_bucket.back_off(retry_after)
-            from risk.services.incidents import incident_open
-
-            incident_open(
-                severity="warning",
-                code="EXCHANGE_RATE_LIMIT",
-                title=f"{self.account.name}: exchange rate limit hit; backing off",
-                detail=f"Retry-After {retry_after}s: {exc}"[:500],
-            )
+            self._rate_limited(exc)
             raise UnclearOutcome(f"rate limited: {exc}") from exc
         except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
             raise OrderRejected(str(exc)[:500]) from exc
@@ -235,6 +225,20 @@ class CcxtAdapter:
             # client id maps to a bare ExchangeError): whether an order exists is for the
             # resolver to find out by client id, so it is unclear, never a plain no.
             raise UnclearOutcome(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+    def _rate_limited(self, exc: Exception) -> None:
+        """The venue said 429/418: every worker backs off as long as it says, with an incident."""
+        headers = self.client.last_response_headers or {}
+        retry_after = _seconds(headers.get("Retry-After") or headers.get("retry-after"))
+        self.client.qt_bucket.back_off(retry_after)
+        from risk.services.incidents import incident_open
+
+        incident_open(
+            severity="warning",
+            code="EXCHANGE_RATE_LIMIT",
+            title=f"{self.account.name}: exchange rate limit hit; backing off",
+            detail=f"Retry-After {retry_after}s: {exc}"[:500],
+        )
 
     def _prepare_market(self, symbol: str) -> None:
         """Markets loaded; for futures, margin mode and leverage set before the first order.

@@ -72,11 +72,11 @@ def test_an_operator_points_the_paper_account_at_an_exchange_and_it_trades_there
     from decimal import Decimal
 
     from trading.adapters.ccxt_adapter import _clients
-    from trading.exchanges.loopback import LoopbackExchange
     from trading.models import Order, Signal
     from trading.services.execution import signal_act
     from trading.services.reconcile import accounts_reconcile
     from trading.tests.factories import SignalFactory, gated_model
+    from venues.binance import LoopbackExchange
 
     settings.QT_EXCHANGE_TIMEOUT_MS = 1500
     _clients.clear()

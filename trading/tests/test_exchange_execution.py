@@ -17,13 +17,13 @@ from marketdata.models import Market
 from quantum.bootstrap import roles_ensure, trading_defaults_ensure
 from risk.models import Incident, RiskDecision, TradingState
 from trading.adapters.ccxt_adapter import _clients
-from trading.exchanges.loopback import LoopbackExchange
 from trading.models import ExchangeAccount, Fill, Order, OrderEvent, Signal
 from trading.services.accounts import account_keys_set
 from trading.services.execution import signal_act
 from trading.services.reconcile import account_reconcile, accounts_mark_unreconciled
 from trading.services.submission import order_cancel, order_resolve
 from trading.tests.factories import SignalFactory, gated_model
+from venues.binance import LoopbackExchange
 
 S = Order.Status
 KEY = "qt-test-api-key-7a1f"

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from marketdata.sources import rebase_urls
 from quantum.tests.servers import free_port
-from trading.exchanges.loopback import LoopbackExchange
+from venues.binance import LoopbackExchange
 
 KEY = "alice-api-key"
 SECRET = "alice-api-secret"
@@ -564,7 +564,7 @@ def _without_django(env: dict[str, str]) -> dict[str, str]:
 
 def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "trading.exchanges.loopback", "--port", str(port)]
+    command = [sys.executable, "-m", "venues.binance", "--port", str(port)]
     proc = subprocess.Popen(
         [*command, "--seed", "3", "--data-dir", str(data_dir)],
         cwd=REPO_ROOT,
@@ -582,11 +582,17 @@ def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -
         assert proc.wait(timeout=10) == 0
 
 
-def test_the_module_imports_without_django_and_finds_the_shared_data() -> None:
+def test_every_venue_module_imports_without_django_or_the_platform_and_finds_the_data() -> (
+    None
+):
     script = (
-        "import sys; from trading.exchanges import loopback, loopback_data;"
-        "assert 'django' not in sys.modules, 'django imported';"
-        "print(loopback_data.default_data_dir())"
+        "import sys, pkgutil, importlib, venues;"
+        "names = [m.name for m in pkgutil.iter_modules(venues.__path__)];"
+        "[importlib.import_module('venues.' + name) for name in names];"
+        "apps = ('django', 'quantum', 'marketdata', 'trading', 'risk', 'models_registry');"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in apps);"
+        "assert not leaked, f'venues imported {leaked}';"
+        "print(venues.data.default_data_dir())"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],

@@ -17,7 +17,6 @@ import pytest
 from marketdata.models import Market
 from quantum.bootstrap import trading_defaults_ensure
 from trading.adapters.ccxt_adapter import CcxtAdapter, _clients
-from trading.exchanges.loopback import LoopbackExchange
 from trading.models import ExchangeAccount, Fill, Order, Position, Signal
 from trading.services.accounts import account_keys_set
 from trading.services.execution import signal_act
@@ -25,6 +24,7 @@ from trading.services.reconcile import account_reconcile
 from trading.services.streams import StreamRunner, streams_health
 from trading.services.submission import orders_resolve_in_flight, snapshot_apply
 from trading.tests.factories import SignalFactory, gated_model
+from venues.binance import LoopbackExchange
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

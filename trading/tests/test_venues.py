@@ -17,13 +17,13 @@ from marketdata.services.sync import market_register
 from risk.models import RiskDecision
 from trading.adapters import OrderRejected, adapter_for
 from trading.adapters.ccxt_adapter import _clients, ccxt_for_account
-from trading.exchanges.loopback_binance_futures import BinanceFuturesLoopback
-from trading.exchanges.loopback_bybit import BybitLoopback
 from trading.models import ExchangeAccount, Fill, Order
 from trading.services.accounts import account_keys_set
 from trading.services.orders import order_intent_create
 from trading.services.submission import order_cancel, order_resolve, order_submit
 from trading.tests.venues import buy, finest_market, reconciled_account
+from venues.binance_futures import BinanceFuturesLoopback
+from venues.bybit import BybitLoopback
 
 S = Order.Status
 KEY = "qt-venue-key-5c0d"

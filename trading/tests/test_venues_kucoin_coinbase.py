@@ -1,7 +1,7 @@
 """KuCoin and Coinbase spot trading through the real adapter and real ccxt against
 loopback venues that check each exchange's own request signing and answer in its words:
-KuCoin (trading.exchanges.loopback_kucoin: passphrase-signed, high-frequency and classic
-order routes) and Coinbase Advanced Trade (trading.exchanges.loopback_coinbase: CDP keys
+KuCoin (venues.kucoin: passphrase-signed, high-frequency and classic
+order routes) and Coinbase Advanced Trade (venues.coinbase: CDP keys
 signing an ES256 JWT per request, or legacy HMAC keys).
 """
 
@@ -18,14 +18,14 @@ from marketdata.services.sync import market_register
 from risk.models import RiskDecision
 from trading.adapters import OrderRejected, adapter_for
 from trading.adapters.ccxt_adapter import _clients, ccxt_for_account
-from trading.exchanges.loopback_coinbase import CoinbaseLoopback, cdp_secret, order_uuid
-from trading.exchanges.loopback_kucoin import KucoinLoopback
-from trading.exchanges.loopback_orders import Order as VenueOrder
 from trading.models import ExchangeAccount, Fill, Order
 from trading.services.accounts import account_keys_set
 from trading.services.orders import order_intent_create
 from trading.services.submission import order_cancel, order_resolve, order_submit
 from trading.tests.venues import buy, finest_market, reconciled_account
+from venues.coinbase import CoinbaseLoopback, cdp_secret, order_uuid
+from venues.kucoin import KucoinLoopback
+from venues.orders import Order as VenueOrder
 
 S = Order.Status
 KEY = "qt-kucoin-key-5c0d"

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, ROUND_UP, Decimal
 
-from trading.exchanges.loopback_data import EIGHT_DP, SymbolSpec, fmt
-from trading.exchanges.loopback_orders import (
+from venues.data import EIGHT_DP, SymbolSpec, fmt
+from venues.orders import (
     ZERO,
     BinanceError,
     FillPlan,

@@ -24,7 +24,7 @@ through JSON control endpoints (no auth; loopback only):
 
 Websockets (user data stream, kline streams) are served on the same port: loopback_ws.
 
-Run on its own: python -m trading.exchanges.loopback --port 8765 [--seed 1] [--data-dir D].
+Run on its own: python -m venues.binance --port 8765 [--seed 1] [--data-dir D].
 Standard library only: importing it needs neither Django nor ccxt.
 """
 
@@ -48,12 +48,12 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from trading.exchanges.loopback_api import Reply, SpotApi, json_reply
-from trading.exchanges.loopback_data import KlineStore, default_data_dir, spec_for
-from trading.exchanges.loopback_faults import REQUEST_KINDS, FaultPlan, FaultRule, make_rule
-from trading.exchanges.loopback_ledger import Ledger
-from trading.exchanges.loopback_orders import BinanceError, FillPlan, Json, NewOrder
-from trading.exchanges.loopback_ws import WsHub
+from venues.binance_api import Reply, SpotApi, json_reply
+from venues.data import KlineStore, default_data_dir, spec_for
+from venues.faults import REQUEST_KINDS, FaultPlan, FaultRule, make_rule
+from venues.ledger import Ledger
+from venues.orders import BinanceError, FillPlan, Json, NewOrder
+from venues.ws import WsHub
 
 logger = logging.getLogger(__name__)
 
@@ -448,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trading.exchanges.loopback", description=__doc__.split("\n")[0]
+        prog="python -m venues.binance", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

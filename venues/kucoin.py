@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from trading.exchanges.loopback_api import Reply, json_reply
-from trading.exchanges.loopback_data import SymbolSpec
-from trading.exchanges.loopback_orders import BinanceError, NewOrder, Order, Trade
-from trading.exchanges.loopback_venue import (
+from venues.binance_api import Reply, json_reply
+from venues.data import SymbolSpec
+from venues.orders import BinanceError, NewOrder, Order, Trade
+from venues.server import (
     PathRoutes,
     Request,
     VenueError,

@@ -38,10 +38,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from trading.exchanges.loopback_api import Reply, json_reply
-from trading.exchanges.loopback_data import SymbolSpec
-from trading.exchanges.loopback_orders import BinanceError, NewOrder, Order, Trade
-from trading.exchanges.loopback_venue import (
+from venues.binance_api import Reply, json_reply
+from venues.data import SymbolSpec
+from venues.orders import BinanceError, NewOrder, Order, Trade
+from venues.server import (
     PathRoutes,
     Request,
     VenueError,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
-from trading.exchanges.loopback_data import INTERVAL_MS, KlineStore
-from trading.exchanges.loopback_ledger import Ledger
-from trading.exchanges.loopback_orders import BinanceError, FillPlan, NewOrder
+from venues.data import INTERVAL_MS, KlineStore
+from venues.ledger import Ledger
+from venues.orders import BinanceError, FillPlan, NewOrder
 
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
 NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")

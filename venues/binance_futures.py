@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from trading.exchanges.loopback_api import CLIENT_ID, Reply, SpotApi, json_reply
-from trading.exchanges.loopback_data import KlineStore, SymbolSpec, default_data_dir, fmt
-from trading.exchanges.loopback_orders import BinanceError, Order, Trade
-from trading.exchanges.loopback_venue import (
+from venues.binance_api import CLIENT_ID, Reply, SpotApi, json_reply
+from venues.data import KlineStore, SymbolSpec, default_data_dir, fmt
+from venues.orders import BinanceError, Order, Trade
+from venues.server import (
     FuturesBook,
     Request,
     VenueError,

@@ -12,13 +12,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
-
-from marketdata.lib.candles import parse_time
 
 HOUR_MS = 3_600_000
 EIGHT_DP = Decimal("0.00000001")
@@ -83,9 +82,21 @@ def _eight(value: object) -> str:
         return str(value)  # NaN or garbage stays as it is, for malformed-data tests
 
 
+def _open_ms(value: object) -> int:
+    """A bar's open time (aware datetime, epoch ms or ISO-8601 UTC) in epoch milliseconds."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime (time must be UTC-aware)")
+        return int(value.timestamp() * 1000)
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
 def kline(row: Mapping[str, object]) -> Kline:
     """A row of the shared CSV format as a Binance 1h kline."""
-    open_ms = int(parse_time(row["open_time"]).timestamp() * 1000)
+    open_ms = _open_ms(row["open_time"])
     volume = Decimal(str(row["volume"]))
     quote_volume = volume * Decimal(str(row["close"]))
     return [

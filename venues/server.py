@@ -25,10 +25,10 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from trading.exchanges.loopback_api import Reply, json_reply
-from trading.exchanges.loopback_data import EIGHT_DP, SymbolSpec
-from trading.exchanges.loopback_ledger import DUPLICATE_ORDER, INSUFFICIENT_BALANCE, Ledger
-from trading.exchanges.loopback_orders import ZERO, BinanceError, FillPlan, Order, Trade
+from venues.binance_api import Reply, json_reply
+from venues.data import EIGHT_DP, SymbolSpec
+from venues.ledger import DUPLICATE_ORDER, INSUFFICIENT_BALANCE, Ledger
+from venues.orders import ZERO, BinanceError, FillPlan, Order, Trade
 
 logger = logging.getLogger(__name__)
 

@@ -51,9 +51,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from trading.exchanges.loopback_api import Reply, json_reply
-from trading.exchanges.loopback_data import INTERVAL_MS, Kline, fmt
-from trading.exchanges.loopback_orders import ZERO, Json, Order, Trade
+from venues.binance_api import Reply, json_reply
+from venues.data import INTERVAL_MS, Kline, fmt
+from venues.orders import ZERO, Json, Order, Trade
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 EIGHT_DP = Decimal("0.00000001")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 INTERVAL_MS = {
     "1m": 60_000,
     "3m": 180_000,
@@ -120,20 +120,9 @@ def spec_for(symbol: str) -> SymbolSpec:
 
 
 def default_data_dir() -> Path:
-    """Django's QT_DATA_DIR when Django is configured, else $QT_DATA_DIR, else ../shared/data."""
-    configured = _django_data_dir()
-    if configured is not None:
-        return configured
+    """$QT_DATA_DIR (the platform's setting reads the same variable), else ../shared/data."""
     path = Path(os.environ.get("QT_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
     return path if path.is_absolute() else (REPO_ROOT / path).resolve()
-
-
-def _django_data_dir() -> Path | None:
-    try:
-        from django.conf import settings
-    except ImportError:  # pragma: no cover - the platform always has Django
-        return None
-    return Path(settings.QT_DATA_DIR) if settings.configured else None
 
 
 def _open_ms(value: str) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from trading.exchanges.loopback_data import SymbolSpec, fmt
+from venues.data import SymbolSpec, fmt
 
 ZERO = Decimal(0)
 OPEN = ("NEW", "PARTIALLY_FILLED")

@@ -1,1 +1,0 @@
-"""Stand-ins for the exchanges we trade on, speaking their real protocols (see loopback)."""
