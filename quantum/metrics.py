@@ -302,19 +302,16 @@ def _ratelimit_gauges() -> Iterator[Metric]:
     from trading.ratelimit import Bucket
 
     rows, backoff = [], []
-    client = _client()
     for account in ExchangeAccount.objects.exclude(mode="paper").select_related("exchange"):
         profile = PROFILES.get((account.exchange.code, account.market_type))
         if profile is None:
             continue
-        name = f"{account.exchange.code}:{account.pk}"
-        bucket = Bucket(name, profile.capacity, profile.per_second)
-        rows.append((account.name, account.exchange.code, bucket.headroom() / profile.capacity))
-        ttl = client.ttl(f"ratelimit:backoff:{name}")
-        backoff.append((account.name, account.exchange.code, max(0, ttl or 0)))
+        bucket = Bucket(profile.ccxt_id, str(account.pk), profile.windows)
+        rows.append((account.name, account.exchange.code, bucket.headroom()))
+        backoff.append((account.name, account.exchange.code, bucket.backoff_left(new_order=True)))
     yield _gauge(
         "qt_ratelimit_headroom_ratio",
-        "Share of the exchange request-weight budget left (1 = full)",
+        "Share of the tightest window of the exchange request budget left (1 = full)",
         ["account", "exchange"],
         rows,
     )

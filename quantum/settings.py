@@ -351,6 +351,11 @@ QT_MARKET_STREAM = env.int("QT_MARKET_STREAM", default=1)
 QT_EXCHANGE_TIMEOUT_MS = env.int("QT_EXCHANGE_TIMEOUT_MS", default=10000)
 # Exchange API base URL override: tests point ccxt at a loopback server with it.
 QT_CCXT_URL_OVERRIDE = env("QT_CCXT_URL_OVERRIDE", default="")
+# The public IP this host's exchange requests leave from. Venues that limit per IP (Binance's
+# request weight, Bybit's HTTP IP limit) share one budget between every worker behind it
+# (trading/ratelimit.py): hosts behind one NAT must name the same value, hosts with their own
+# IPs different ones. "default": one machine, one IP.
+QT_EGRESS_IP = env("QT_EGRESS_IP", default="default")
 
 # --- Operations (issue #8) ------------------------------------------------------------------
 

@@ -46,9 +46,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from venues.binance_api import Reply, SpotApi, json_reply
+from venues.binance_limits import SpotLimits
 from venues.data import KlineStore, default_data_dir, spec_for
 from venues.faults import REQUEST_KINDS, FaultPlan, FaultRule, make_rule
 from venues.ledger import Ledger
@@ -87,7 +88,8 @@ class LoopbackExchange:
         balances: Mapping[str, Decimal | str | int] | None = None,
         fee_rate: Decimal | str = "0.001",
         slippage_bps: Decimal | str = "0",
-        duplicate_window_s: float | None = 24 * 3600.0,
+        rate_limits: SpotLimits | bool = True,
+        client_ids_unique: str = "open",
     ) -> None:
         self.data = KlineStore(Path(data_dir) if data_dir else default_data_dir())
         self._host = host
@@ -99,16 +101,23 @@ class LoopbackExchange:
             balances={asset: Decimal(str(amount)) for asset, amount in start.items()},
             fee_rate=Decimal(str(fee_rate)),
             slippage_bps=Decimal(str(slippage_bps)),
-            duplicate_window_s=duplicate_window_s,
+            client_ids_unique=client_ids_unique,
             default_price=self.data.last_close,
         )
         self.faults = FaultPlan(seed)
+        # Binance's request weight and order-count limits (venues/binance_limits.py): on by
+        # default with the real numbers; a SpotLimits with small windows for tests.
+        if isinstance(rate_limits, SpotLimits):
+            self.limits = rate_limits
+        else:
+            self.limits = SpotLimits(enabled=rate_limits)
         self.api = SpotApi(
             ledger=self.ledger,
             data=self.data,
             api_key=api_key,
             api_secret=api_secret,
             plan_for=self._fill_plan,
+            rate_limits=self.limits.rate_limits_json,
         )
         # The websocket side hears every order change the ledger makes.
         self.ws = WsHub(api_key=api_key, api_secret=api_secret, settle=self.ledger.settle)
@@ -256,26 +265,50 @@ class LoopbackExchange:
 
     # Serving a request (called from the handler threads).
 
-    def _serve(self, method: str, target: str, body: str, api_key: str | None) -> Outcome:
+    def _serve(
+        self,
+        method: str,
+        target: str,
+        body: str,
+        api_key: str | None,
+        client_ip: str = "127.0.0.1",
+    ) -> Outcome:
         parts = urlsplit(target)
         path = parts.path
         try:
             if path.startswith("/_control/"):
                 return Outcome(self._control(method, path, body))
-            return self._serve_api(method, path, parts.query, body, api_key)
+            return self._serve_api(method, path, parts.query, body, api_key, client_ip)
         except Exception:
             logger.exception("loopback exchange failed on %s %s", method, path)
             msg = "An unknown error occurred while processing the request."
             return Outcome(json_reply(500, {"code": -1000, "msg": msg}))
 
     def _serve_api(
-        self, method: str, path: str, query: str, body: str, api_key: str | None
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: str,
+        api_key: str | None,
+        client_ip: str = "127.0.0.1",
     ) -> Outcome:
         with self._requests_lock:
             self._requests.append(f"{method} {path}")
         now = time.time()
         if self.faults.banned(method, path, now):
             return Outcome(self._banned_reply(now))
+        params = dict(parse_qsl(body)) | dict(parse_qsl(query))
+        admission = self.limits.admit(client_ip, api_key or "", method, path, params)
+        if admission.reply is not None:
+            return Outcome(admission.reply)
+        outcome = self._serve_admitted(method, path, query, body, api_key, now)
+        self.limits.settle(admission, outcome.reply, method, path)
+        return outcome
+
+    def _serve_admitted(
+        self, method: str, path: str, query: str, body: str, api_key: str | None, now: float
+    ) -> Outcome:
         rule = self.faults.draw(method, path, REQUEST_KINDS)
         kind = rule.kind if rule else None
         params = rule.params if rule else {}
@@ -423,7 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         exchange = self.server.exchange
-        outcome = exchange._serve(method, self.path, body, self.headers.get("X-MBX-APIKEY"))
+        outcome = exchange._serve(
+            method, self.path, body, self.headers.get("X-MBX-APIKEY"), self.client_address[0]
+        )
         if outcome.delay_s:
             exchange._closing.wait(outcome.delay_s)
         reply = outcome.reply

@@ -98,6 +98,7 @@ class SpotApi:
         api_key: str,
         api_secret: str,
         plan_for: Callable[[NewOrder], FillPlan] = lambda new: FillPlan(),
+        rate_limits: Callable[[], list[dict[str, object]]] | None = None,
     ) -> None:
         self.ledger = ledger
         self.data = data
@@ -105,6 +106,8 @@ class SpotApi:
         self.api_secret = api_secret
         # Asked once per accepted order: how it fills (the order-level faults live there).
         self.plan_for = plan_for
+        # exchangeInfo's rateLimits: the limits the server enforces (venues/binance_limits.py).
+        self.rate_limits = rate_limits or (lambda: list(DEFAULT_RATE_LIMITS))
 
     def handle(self, method: str, path: str, query: str, body: str, api_key: str | None) -> Reply:
         """Serve one request (faults aside): the endpoint's JSON or Binance's error JSON."""
@@ -175,21 +178,7 @@ class SpotApi:
         return {
             "timezone": "UTC",
             "serverTime": int(time.time() * 1000),
-            "rateLimits": [
-                {
-                    "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": 6000,
-                },
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {
-                    "rateLimitType": "RAW_REQUESTS",
-                    "interval": "MINUTE",
-                    "intervalNum": 5,
-                    "limit": 61000,
-                },
-            ],
+            "rateLimits": self.rate_limits(),
             "exchangeFilters": [],
             "symbols": [s.info() for name, s in specs.items() if wanted is None or name in wanted],
         }
@@ -355,6 +344,13 @@ class SpotApi:
     def _no_margin_pairs(self, params: Mapping[str, str]) -> object:
         return []
 
+
+# enums.md "Rate limiters (rateLimitType)"; rest-api.md "Query Unfilled Order Count".
+DEFAULT_RATE_LIMITS: tuple[dict[str, object], ...] = (
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000},
+)
 
 Endpoint = Callable[[SpotApi, Mapping[str, str]], object]
 # (method, path) -> (signed, endpoint)

@@ -28,6 +28,8 @@ from venues.server import (
     spot_ledger,
 )
 
+DAY_MS = 86_400_000
+
 API_KEY = "loopback-binance-futures-key"
 API_SECRET = "loopback-binance-futures-secret"  # noqa: S105
 
@@ -67,8 +69,12 @@ class BinanceFuturesLoopback(VenueServer):
     ) -> None:
         super().__init__(port=port)
         self.book = FuturesBook(
-            {"BTCUSDT": perp_spec("BTCUSDT", "BTC")}, wallet=Decimal(str(margin))
+            {"BTCUSDT": perp_spec("BTCUSDT", "BTC")},
+            wallet=Decimal(str(margin)),
+            client_ids_unique="open",
         )
+        # `advance` moves the clock the look-ups' retention rules read (see `_forgotten`).
+        self.clock_offset_ms = 0
         # Only the signature check of the spot API is used (same scheme on fapi).
         self._signer = SpotApi(
             ledger=spot_ledger({}, {}, "0"),
@@ -157,6 +163,19 @@ class BinanceFuturesLoopback(VenueServer):
             raise BinanceError(-1121, "Invalid symbol.")
         return symbol
 
+    def advance(self, seconds: float) -> None:
+        """Age every order by `seconds` as far as the look-ups can tell."""
+        self.clock_offset_ms += int(seconds * 1000)
+
+    def _forgotten(self, order: Order) -> bool:
+        """Query Order and All Orders (USDⓈ-M futures REST "Query Order", "All Orders"):
+        "These orders will not be found: order status is CANCELED or EXPIRED AND order has
+        NO filled trade AND created time + 3 days < current time; order create time + 90
+        days < current time"."""
+        age = int(time.time() * 1000) + self.clock_offset_ms - order.time
+        unfilled_end = order.status in ("CANCELED", "EXPIRED") and not order.executed_qty
+        return (unfilled_end and age > 3 * DAY_MS) or age > 90 * DAY_MS
+
     def _find(self, params: Mapping[str, str]) -> Order:
         symbol = self._symbol(params)
         order_id = params.get("orderId")
@@ -167,9 +186,34 @@ class BinanceFuturesLoopback(VenueServer):
                 "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
             )
         found = self.book.find(symbol, int(order_id) if order_id else None, client_id)
-        if found is None:
+        if found is None or self._forgotten(found):
             raise BinanceError(-2013, "Order does not exist.")
         return found
+
+    def _all_orders(self, params: Mapping[str, str]) -> object:
+        """GET /fapi/v1/allOrders ("All Orders"): the same orders are not found as by Query
+        Order; the range is at most 7 days, the last 7 days by default."""
+        symbol = self._symbol(params)
+        now = int(time.time() * 1000) + self.clock_offset_ms
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        if start is None and end is None:
+            start, end = now - 7 * DAY_MS, now
+        elif end is None:
+            end = start + 7 * DAY_MS  # type: ignore[operator]
+        elif start is None:
+            start = end - 7 * DAY_MS
+        # The docs name no error for a wider range; this venue keeps its first 7 days.
+        end = min(end, start + 7 * DAY_MS)  # type: ignore[operator]
+        with self.book.lock:
+            rows = [
+                o
+                for o in self.book.orders.values()
+                if o.spec.symbol == symbol
+                and start <= o.time + self.clock_offset_ms <= end  # type: ignore[operator]
+                and not self._forgotten(o)
+            ]
+            return [self._order_json(o) for o in rows[-int(params.get("limit") or 500) :]]
 
     # Endpoints.
 
@@ -416,6 +460,7 @@ ROUTES: dict[tuple[str, str], tuple[bool, Endpoint]] = {
     ("GET", "/fapi/v1/order"): (True, BinanceFuturesLoopback._query_order),
     ("DELETE", "/fapi/v1/order"): (True, BinanceFuturesLoopback._cancel_order),
     ("GET", "/fapi/v1/openOrders"): (True, BinanceFuturesLoopback._open_orders),
+    ("GET", "/fapi/v1/allOrders"): (True, BinanceFuturesLoopback._all_orders),
     ("GET", "/fapi/v1/userTrades"): (True, BinanceFuturesLoopback._user_trades),
     ("GET", "/fapi/v3/account"): (True, BinanceFuturesLoopback._account),
     ("GET", "/fapi/v3/positionRisk"): (True, BinanceFuturesLoopback._position_risk),

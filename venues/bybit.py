@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from venues.binance_api import Reply, json_reply
+from venues.bybit_ws import BybitPrivateStream
 from venues.data import SymbolSpec
 from venues.orders import BinanceError, NewOrder, Order, Trade
 from venues.server import (
@@ -100,8 +101,17 @@ class BybitLoopback(VenueServer):
         api_secret: str = API_SECRET,
         balances: Mapping[str, Decimal | str] | None = None,
         margin: Decimal | str = "100000",
+        visibility_lag_s: float = 0.0,
     ) -> None:
         super().__init__(port=port)
+        # docs/v5/order/create-order.mdx: "This request is asynchronous": an accepted order
+        # is not visible to the look-ups for this long (0: at once).
+        self.visibility_lag_s = visibility_lag_s
+        # The realtime index forgets closed orders from before the last restart
+        # (docs/v5/order/open-order.mdx, see `_realtime`); `advance` moves the clock the
+        # history's retention rules read, so a test can age orders by days at once.
+        self.restarted_at_ms = 0
+        self.clock_offset_ms = 0
         self.api_key = api_key
         self.api_secret = api_secret
         self.spot = spot_ledger(
@@ -113,6 +123,29 @@ class BybitLoopback(VenueServer):
             {"BTCUSDT": linear_spec("BTCUSDT", "BTC")}, wallet=Decimal(str(margin))
         )
         self.margin_mode = "REGULAR_MARGIN"  # account-wide on a unified account
+        # The private websocket stream (venues.bybit_ws) hears every spot order change.
+        self.ws = BybitPrivateStream(self)
+        self.spot.listeners.append(self.ws.order_event)
+
+    def close(self) -> None:
+        self.ws.close()
+        super().close()
+
+    def restart(self) -> None:
+        """A Bybit service restart: the realtime index loses every closed order.
+
+        docs/v5/order/open-order.mdx (openOnly): "If the Bybit service is restarted due to
+        an update, this part of the data will be cleared and accumulated again, but the
+        order records will still be queried in order history".
+        """
+        self.restarted_at_ms = int(time.time() * 1000)
+
+    def advance(self, seconds: float) -> None:
+        """Move the venue's clock forward (for the history's 24 h / 7 day retention)."""
+        self.clock_offset_ms += int(seconds * 1000)
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_offset_ms
 
     def set_price(self, symbol: str, price: Decimal | str) -> None:
         self.spot.set_price(symbol, Decimal(str(price)))
@@ -414,18 +447,97 @@ class BybitLoopback(VenueServer):
         except BinanceError:
             return None
 
+    def _book(self, category: str) -> dict[int, Order]:
+        return self.spot.orders if category == "spot" else self.linear.orders
+
+    def _visible(self, order: Order) -> bool:
+        """Accepted long enough ago for the asynchronous create to show (create-order.mdx)."""
+        return time.time() * 1000 - order.time >= self.visibility_lag_s * 1000
+
     def _realtime(self, params: Mapping[str, Any]) -> object:
+        """GET /v5/order/realtime (docs/v5/order/open-order.mdx, "Get Open & Closed Orders").
+
+        Open orders, and "recent 500 closed status (Cancelled, Filled) orders": "a maximum
+        of recent 500 closed status records are kept under each account each category";
+        after a restart "filled, cancelled, and rejected orders of Unified account should
+        only be queried through order history". openOnly "will be ignored when query by
+        orderId or orderLinkId", so a look-up by id sees the same open + recent-closed set.
+        """
         category = self._category(params)
+        with self.spot.lock:
+            self.spot.settle()
+            book = self._book(category)
+            closed = sorted(
+                (o for o in book.values() if not o.is_open),
+                key=lambda o: (o.update_time, o.order_id),
+                reverse=True,
+            )
+            recent = {o.order_id for o in closed[:500] if o.update_time > self.restarted_at_ms}
+            indexed = [
+                o for o in book.values() if (o.is_open or o.order_id in recent) and self._visible(o)
+            ]
         if "orderId" in params or "orderLinkId" in params:
             found = self._find(category, params)
-            orders = [found] if found is not None else []
+            orders = [found] if found is not None and found in indexed else []
         else:
-            book: dict[int, Order] = self.spot.orders if category == "spot" else self.linear.orders
             symbol = params.get("symbol")
-            orders = [o for o in book.values() if o.is_open and symbol in (None, o.spec.symbol)]
+            open_only = str(params.get("openOnly", "0")) == "0"
+            orders = [
+                o
+                for o in indexed
+                if symbol in (None, o.spec.symbol) and (o.is_open or not open_only)
+            ]
+        orders.sort(key=lambda o: (o.time, o.order_id), reverse=True)
         return {
             "category": category,
             "list": [self._order_json(o, category) for o in orders],
+            "nextPageCursor": "",
+        }
+
+    def _history(self, params: Mapping[str, Any]) -> object:
+        """GET /v5/order/history (docs/v5/order/order-list.mdx, "Get Order History").
+
+        Closed orders only, and as that page's rules say: "last 7 days: support querying
+        all closed status except Cancelled, Rejected, Deactivated"; "last 24 hours: the
+        orders with Cancelled (fully cancelled order), Rejected, Deactivated can be query";
+        "beyond 7 days: supports querying orders which have fills only". The window is
+        startTime..endTime, at most 7 days, the last 7 days by default. "As order
+        creation/cancellation is asynchronous, the data returned from this endpoint may
+        delay": an order shows once `visibility_lag_s` has passed.
+        """
+        category = self._category(params)
+        now = self._now_ms()
+        week = 7 * 86_400_000
+        start, end = params.get("startTime"), params.get("endTime")
+        if start is not None and end is not None:
+            start_ms, end_ms = int(start), int(end)
+            if end_ms - start_ms > week:
+                raise VenueError("bad_request", "endTime - startTime must be <= 7 days")
+        elif start is not None:
+            start_ms, end_ms = int(start), int(start) + week
+        elif end is not None:
+            start_ms, end_ms = int(end) - week, int(end)
+        else:
+            start_ms, end_ms = now - week, now
+        with self.spot.lock:
+            self.spot.settle()
+            if "orderId" in params or "orderLinkId" in params:
+                found = self._find(category, params)
+                candidates = [found] if found is not None else []
+            else:
+                candidates = list(self._book(category).values())
+            rows = []
+            for o in candidates:
+                age = now - o.update_time
+                kept = bool(o.executed_qty) or age <= 86_400_000
+                in_window = start_ms <= o.time + self.clock_offset_ms <= end_ms
+                symbol_ok = params.get("symbol") in (None, o.spec.symbol)
+                if not o.is_open and kept and in_window and symbol_ok and self._visible(o):
+                    rows.append(o)
+        rows.sort(key=lambda o: (o.time, o.order_id), reverse=True)
+        return {
+            "category": category,
+            "list": [self._order_json(o, category) for o in rows[:50]],
             "nextPageCursor": "",
         }
 
@@ -453,7 +565,9 @@ class BybitLoopback(VenueServer):
         chosen = [
             t
             for t in trades
-            if symbol in (None, t.symbol) and (order is None or t.order_id == order.order_id)
+            if symbol in (None, t.symbol)
+            and (order is None or t.order_id == order.order_id)
+            and self._visible(orders[t.order_id])
         ]
         if (params.get("orderId") or params.get("orderLinkId")) and order is None:
             chosen = []
@@ -556,6 +670,7 @@ ROUTES: dict[tuple[str, str], tuple[bool, Endpoint]] = {
     ("GET", "/v5/account/info"): (True, BybitLoopback._account_info),
     ("POST", "/v5/order/create"): (True, BybitLoopback._create),
     ("GET", "/v5/order/realtime"): (True, BybitLoopback._realtime),
+    ("GET", "/v5/order/history"): (True, BybitLoopback._history),
     ("POST", "/v5/order/cancel"): (True, BybitLoopback._cancel),
     ("GET", "/v5/execution/list"): (True, BybitLoopback._executions),
     ("GET", "/v5/account/wallet-balance"): (True, BybitLoopback._wallet),

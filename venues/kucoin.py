@@ -27,6 +27,7 @@ from typing import Any
 
 from venues.binance_api import Reply, json_reply
 from venues.data import SymbolSpec
+from venues.kucoin_ws import KucoinPrivateStream
 from venues.orders import BinanceError, NewOrder, Order, Trade
 from venues.server import (
     PathRoutes,
@@ -98,6 +99,13 @@ class KucoinLoopback(VenueServer):
             balances if balances is not None else {"USDT": "100000"},
             "0.001",
         )
+        # The private websocket (venues.kucoin_ws) hears every order change.
+        self.ws = KucoinPrivateStream(self)
+        self.spot.listeners.append(self.ws.order_event)
+
+    def close(self) -> None:
+        self.ws.close()
+        super().close()
 
     def set_price(self, symbol: str, price: Decimal | str) -> None:
         """Accepts "BTCUSDT" (as the other venues' tests say it) or KuCoin's "BTC-USDT"."""
@@ -389,6 +397,17 @@ class KucoinLoopback(VenueServer):
     def _order(self, params: Mapping[str, Any]) -> object:
         return self._order_json(self._find(params))
 
+    def _classic_by_client_id(self, params: Mapping[str, Any]) -> object:
+        """Classic GET /api/v1/order/client-order/{clientOid} answers active orders only.
+
+        kucoin-api-docs "Get Single Active Order by clientOid": "The system will prompt that
+        the order does not exists if the order does not exist or has been settled."
+        """
+        order = self._find(params)
+        if not order.is_open:
+            raise VenueError("not_found")
+        return self._order_json(order)
+
     def _cancel(self, params: Mapping[str, Any]) -> object:
         try:
             order = self._find(params)
@@ -418,9 +437,41 @@ class KucoinLoopback(VenueServer):
         return rows if self.hf else _page(rows)
 
     def _classic_orders(self, params: Mapping[str, Any]) -> object:
-        if params.get("status", "active") != "active":
-            raise VenueError("bad_request", "only status=active is served here")
-        return self._active(params)
+        """Classic GET /api/v1/orders (kucoin-api-docs "List Orders"): status `active` or
+        `done` ("done as default"); done orders in a window of at most 7*24 hours ("If you
+        specify the end time only, the system will automatically calculate the start time
+        as end time minus 7*24 hours, and vice versa")."""
+        if params.get("status", "done") == "active":
+            return self._active(params)
+        return _page(self._done(params))
+
+    def _hf_done(self, params: Mapping[str, Any]) -> object:
+        """HF GET /api/v1/hf/orders/done: the symbol's filled and canceled orders."""
+        if not params.get("symbol"):
+            raise VenueError("bad_request", "symbol is required")
+        rows = self._done(params)
+        return {"lastId": 0, "items": rows}
+
+    def _done(self, params: Mapping[str, Any]) -> list[dict[str, object]]:
+        week = 7 * 86_400_000
+        start = int(params["startAt"]) if params.get("startAt") else None
+        end = int(params["endAt"]) if params.get("endAt") else None
+        if start is None and end is None:
+            end = int(time.time() * 1000)
+        if start is None:
+            start = end - week  # type: ignore[operator]
+        if end is None:
+            end = start + week
+        if end - start > week:
+            raise VenueError("bad_request", "the time range cannot exceed 7*24 hours")
+        symbol = params.get("symbol")
+        with self.spot.lock:
+            self.spot.settle()
+            return [
+                self._order_json(o)
+                for o in sorted(self.spot.orders.values(), key=lambda o: -o.order_id)
+                if not o.is_open and symbol in (None, o.spec.symbol) and start <= o.time <= end
+            ]
 
     def _fills(self, params: Mapping[str, Any]) -> object:
         symbol = params.get("symbol")
@@ -464,9 +515,11 @@ ROUTES: PathRoutes[tuple[bool, bool | None, Endpoint]] = PathRoutes(
         ("GET", "/api/v1/hf/accounts/opened"): (True, None, KucoinLoopback._hf_opened),
         ("GET", "/api/ua/v1/account/mode"): (True, None, KucoinLoopback._account_mode),
         ("GET", "/api/v1/accounts"): (True, None, KucoinLoopback._accounts),
+        ("POST", "/api/v1/bullet-private"): (True, None, lambda ex, params: ex.ws.bullet()),
         # High-frequency order routes.
         ("POST", "/api/v1/hf/orders"): (True, True, KucoinLoopback._create),
         ("GET", "/api/v1/hf/orders/active"): (True, True, KucoinLoopback._active),
+        ("GET", "/api/v1/hf/orders/done"): (True, True, KucoinLoopback._hf_done),
         ("GET", "/api/v1/hf/orders/{orderId}"): (True, True, KucoinLoopback._order),
         (
             "GET",
@@ -485,7 +538,7 @@ ROUTES: PathRoutes[tuple[bool, bool | None, Endpoint]] = PathRoutes(
         (
             "GET",
             "/api/v1/order/client-order/{clientOid}",
-        ): (True, False, KucoinLoopback._order),
+        ): (True, False, KucoinLoopback._classic_by_client_id),
         ("DELETE", "/api/v1/orders/{orderId}"): (True, False, KucoinLoopback._cancel),
         (
             "DELETE",

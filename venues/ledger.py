@@ -71,7 +71,7 @@ class Ledger:
         balances: Mapping[str, Decimal],
         fee_rate: Decimal,
         slippage_bps: Decimal,
-        duplicate_window_s: float | None,
+        client_ids_unique: str,
         default_price: Callable[[str], Decimal | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -79,7 +79,13 @@ class Ledger:
         self.specs = dict(specs)
         self.fee_rate = fee_rate
         self.slippage_bps = slippage_bps
-        self.duplicate_window_s = duplicate_window_s
+        # "open": an id is refused only while an order under it is open (Binance spot,
+        # rest-api.md "New order (TRADE)": newClientOrderId is "A unique id among open
+        # orders"); "always": never reused (Bybit create-order.mdx: orderLinkId "always
+        # unique").
+        if client_ids_unique not in ("open", "always"):
+            raise ValueError(f"client_ids_unique must be open or always, not {client_ids_unique!r}")
+        self.client_ids_unique = client_ids_unique
         self.clock = clock
         self._default_price = default_price
         self.free: dict[str, Decimal] = {}
@@ -400,11 +406,10 @@ class Ledger:
         return found
 
     def _is_duplicate(self, client_id: str, now_ms: int) -> bool:
-        window = self.duplicate_window_s
-        return any(
-            o.is_open or window is None or now_ms - o.time <= window * 1000
-            for o in self._by_client_id.get(client_id, [])
-        )
+        orders = self._by_client_id.get(client_id, [])
+        if self.client_ids_unique == "always":
+            return bool(orders)
+        return any(o.is_open for o in orders)
 
     def _taker_price(self, spec: SymbolSpec, side: str, reference: Decimal) -> Decimal:
         """The reference moved against the taker by the slippage, rounded adversely too."""

@@ -104,7 +104,7 @@ def spot_ledger(
         balances={a: Decimal(str(v)) for a, v in balances.items()},
         fee_rate=Decimal(fee_rate),
         slippage_bps=ZERO,
-        duplicate_window_s=None,  # a client id is never reused while the venue runs
+        client_ids_unique="always",  # Bybit, KuCoin: a client id is never reused
         default_price=lambda symbol: None,
     )
 
@@ -220,6 +220,10 @@ class FuturesBook:
     wallet: Decimal = Decimal("100000")
     fee_rate: Decimal = Decimal("0.0005")
     clock: Callable[[], float] = time.time
+    # "always": a client id is never reused (Bybit create-order.mdx: orderLinkId "always
+    # unique"); "open": refused only while an order under it is open (Binance USDⓈ-M
+    # futures "New Order": newClientOrderId "A unique id among open orders").
+    client_ids_unique: str = "always"
     lock: threading.RLock = field(default_factory=threading.RLock)
     prices: dict[str, Decimal] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
@@ -245,8 +249,12 @@ class FuturesBook:
                     self._fill(order, order.price)
 
     def by_client_id(self, client_id: str) -> Order | None:
+        """The newest order under the id (an "open" venue may have several closed ones)."""
         with self.lock:
-            return next((o for o in self.orders.values() if o.client_order_id == client_id), None)
+            return next(
+                (o for o in reversed(self.orders.values()) if o.client_order_id == client_id),
+                None,
+            )
 
     def find(self, symbol: str, order_id: int | None, client_id: str | None) -> Order | None:
         with self.lock:
@@ -285,7 +293,8 @@ class FuturesBook:
         duplicate, lot_size, min_notional, insufficient, reduce_only."""
         with self.lock:
             spec = self.spec(symbol)
-            if self.by_client_id(client_id) is not None:
+            earlier = self.by_client_id(client_id) if client_id else None
+            if earlier is not None and (self.client_ids_unique == "always" or earlier.is_open):
                 raise VenueError("duplicate", "duplicate client order id")
             reference = self.prices.get(symbol)
             if reference is None:

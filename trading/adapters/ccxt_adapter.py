@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import ccxt
 from django.conf import settings
+from django.utils import timezone
 
 from marketdata.models import Market
 from marketdata.sources import rebase_urls
@@ -26,8 +28,9 @@ from trading.adapters.base import (
     SubmitResult,
     UnclearOutcome,
 )
+from trading.adapters.errors import Kind, classify, classify_as_at
 from trading.models import ExchangeAccount, Order
-from trading.ratelimit import Bucket, RateLimited
+from trading.ratelimit import Bucket, RateLimited, Window, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,46 @@ class Profile:
     client_id_param: str  # the exchange's own name for the client order id
     fetch_by_client_id: str  # param that looks an order up by client id
     options: dict[str, Any] = field(default_factory=dict)
-    # Request weight budget: capacity and refill per second (Binance: 6000 weight/min).
-    capacity: float = 1200
-    per_second: float = 20
+    # The venue's request budget (trading/ratelimit.py), and the venue weight of one unit of
+    # ccxt's cost (ccxt's costs are in its own units: see each class's describe()).
+    windows: tuple[Window, ...] = ()
+    weight_per_cost: float = 1.0
+    # Requests that place a new order (method, path suffix): they count on "order" windows.
+    new_order_paths: frozenset[tuple[str, str]] = frozenset()
+    # Error codes of a 429 that limits new orders only (cancels and lookups still go out).
+    order_limit_codes: frozenset[str] = frozenset()
 
+
+# Binance spot, rest-api.md (binance/binance-spot-api-docs): "LIMITS / IP Limits": weight is
+# counted per IP ("The limits on the API are based on the IPs, not the API keys"), reported in
+# X-MBX-USED-WEIGHT-1M; enums.md "Rate limiters": REQUEST_WEIGHT 6000 per 1 MINUTE. "Unfilled
+# Order Count": "tracked for each account" (faqs/order_count_decrement.md: "by (sub)account ...
+# shared across all IP addresses"), reported in X-MBX-ORDER-COUNT-10S/-1D; the limits as
+# "Query Unfilled Order Count" shows them: 50 per 10 SECOND, 160000 per 1 DAY (the live ones
+# are in exchangeInfo's rateLimits). Cancels do not count (the FAQ: "Canceling an order does
+# not change the unfilled order count"). CHANGELOG 2026-03-27: RAW_REQUESTS 300,000 per 5
+# minutes. ccxt's binance: rateLimit 50 ms a unit, "1 IP weight => cost = 0.2", so 5 weight a
+# unit. We count every new order (fills lower the venue's count; its header never lowers ours).
+BINANCE_SPOT_WINDOWS = (
+    Window(6000, 60, "weight", "ip", aligned=True, header="x-mbx-used-weight-1m"),
+    Window(300_000, 300, "request", "ip", aligned=True),
+    Window(50, 10, "order", "account", aligned=True, header="x-mbx-order-count-10s"),
+    Window(160_000, 86_400, "order", "account", aligned=True, header="x-mbx-order-count-1d"),
+)
+BINANCE_NEW_ORDER = frozenset(
+    {
+        ("POST", "/api/v3/order"),
+        ("POST", "/api/v3/order/cancelReplace"),
+        ("POST", "/api/v3/sor/order"),
+    }
+)
+
+# bybit-exchange/docs, docs/v5/rate-limit/rate-limit.mdx, "HTTP IP limit": 600 requests within
+# a 5-second window per IP. "API Rate Limit": per second per UID and endpoint (order/create
+# 20/s spot, 10/s linear): ccxt's costs model those in one pool of 50 units a second
+# (rateLimit 20 ms; order/create costs 2.5). Its X-Bapi-Limit-Status is per endpoint, so it
+# does not correct the pool.
+BYBIT_WINDOWS = (Window(600, 5, "request", "ip"), Window(50, 1, "weight", "account"))
 
 PROFILES: dict[tuple[str, str], Profile] = {
     ("binance", "spot"): Profile(
@@ -51,16 +90,21 @@ PROFILES: dict[tuple[str, str], Profile] = {
         "newClientOrderId",
         "origClientOrderId",
         {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
-        6000,
-        100,
+        BINANCE_SPOT_WINDOWS,
+        weight_per_cost=5,
+        new_order_paths=BINANCE_NEW_ORDER,
+        # errors.md: -1015 TOO_MANY_ORDERS "Too many new orders"; -1003 is the weight limit.
+        order_limit_codes=frozenset({"-1015"}),
     ),
+    # Binance USD-M futures: 2400 weight per minute per IP (developers.binance.com, USD-M
+    # Futures "General Info / Limits"; not in the spot docs repository, so not re-checked
+    # here); ccxt's fapi costs are the documented weights (cost 1 = weight 1).
     ("binance", "futures"): Profile(
         "binanceusdm",
         "newClientOrderId",
         "origClientOrderId",
         {"defaultType": "future"},
-        2400,
-        40,
+        (Window(2400, 60, "weight", "ip", aligned=True, header="x-mbx-used-weight-1m"),),
     ),
     # Bybit: load only the category traded (ccxt's default also loads inverse and three
     # option chains), and take fetchOrder's "only the last 500 orders" warning as read: the
@@ -74,6 +118,7 @@ PROFILES: dict[tuple[str, str], Profile] = {
             "fetchMarkets": {"types": ["spot"]},
             "fetchOrder": {"acknowledged": True},
         },
+        windows=BYBIT_WINDOWS,
     ),
     ("bybit", "futures"): Profile(
         "bybit",
@@ -85,30 +130,38 @@ PROFILES: dict[tuple[str, str], Profile] = {
             "fetchMarkets": {"types": ["linear"]},
             "fetchOrder": {"acknowledged": True},
         },
+        windows=BYBIT_WINDOWS,
     ),
     # KuCoin: spot markets only. ccxt's default also lists futures contracts (a request to
     # api-futures.kucoin.com for markets a spot account never trades, and one whose
-    # failure fails load_markets, so no order could be placed).
+    # failure fails load_markets, so no order could be placed). Budget: kucoin.com/docs-new
+    # "Rate Limit / REST / Resource Pool": Spot pool 4000 per 30 s per UID at VIP0, counted
+    # from the first request (so a rolling window here); ccxt's costs are KuCoin's weights.
     ("kucoin", "spot"): Profile(
-        "kucoin", "clientOid", "clientOid", {"fetchMarkets": {"types": ["spot"]}}, 100, 10
+        "kucoin",
+        "clientOid",
+        "clientOid",
+        {"fetchMarkets": {"types": ["spot"]}},
+        (Window(4000, 30, "weight", "account"),),
     ),
     # Coinbase: balances from Advanced Trade's own accounts (ccxt's default is the retail
     # app's v2 wallets); orders by client id through List Orders (see fetch). Weights are
-    # ccxt's (34 ms a unit: private v3 calls cost 1 of Coinbase's 30/s, public 3, v2 10.6),
-    # with a burst that covers load_markets' three v2 calls.
+    # ccxt's (34 ms a unit: private v3 calls cost 1 of Coinbase's 30/s, public 3, v2 10.6);
+    # not re-checked against Coinbase's docs here.
     ("coinbase", "spot"): Profile(
         "coinbase",
         "client_order_id",
         "client_order_id",
         {"fetchBalance": "v3PrivateGetBrokerageAccounts"},
-        60,
-        29,
+        (Window(30, 1, "weight", "account"),),
     ),
 }
 
 # How far before the intent was recorded a Coinbase lookup by client id starts (clock
 # skew between us and the exchange), and how many pages of 100 orders it reads at most.
 COINBASE_LOOKBACK = timedelta(minutes=5)
+# The same margin for every venue's order-history look-up.
+HISTORY_LOOKBACK = COINBASE_LOOKBACK
 COINBASE_MAX_PAGES = 10
 
 UNIFIED_STATUS = {
@@ -128,7 +181,7 @@ def profile_for(account: ExchangeAccount) -> Profile:
     return PROFILES[key]
 
 
-def ccxt_for_account(account: ExchangeAccount) -> Any:
+def ccxt_for_account(account: ExchangeAccount, *, cached: bool = True) -> Any:
     """A configured ccxt client for the account, cached per process (markets load once)."""
     profile = profile_for(account)
     fingerprint = hashlib.sha256(
@@ -144,7 +197,7 @@ def ccxt_for_account(account: ExchangeAccount) -> Any:
         ).encode()
     ).hexdigest()
     with _clients_lock:
-        client = _clients.get(fingerprint)
+        client = _clients.get(fingerprint) if cached else None
         if client is not None:
             return client
         client = getattr(ccxt, profile.ccxt_id)(
@@ -168,23 +221,55 @@ def ccxt_for_account(account: ExchangeAccount) -> Any:
                     "set the account's API URL override to a sandbox endpoint"
                 )
         if account.api_url_override:
-            client.urls["api"] = rebase_urls(
-                client.urls["api"], account.api_url_override.rstrip("/")
-            )
-        bucket = Bucket(
-            f"{account.exchange.code}:{account.pk}", profile.capacity, profile.per_second
-        )
-
-        # ccxt calls throttle(cost) before every request when enableRateLimit is on; the
-        # shared Redis bucket replaces its per-process one.
-        def throttle(cost: float | None = None) -> None:
-            bucket.take(float(cost or 1))
-
-        client.throttle = throttle
-        client.qt_bucket = bucket
+            production = client.urls["api"]
+            client.urls["api"] = rebase_urls(production, account.api_url_override.rstrip("/"))
+            classify_as_at(client, production)
+        _limit_requests(client, profile, str(account.pk))
         client.qt_prepared = set()
-        _clients[fingerprint] = client
+        if cached:
+            _clients[fingerprint] = client
         return client
+
+
+def _limit_requests(client: Any, profile: Profile, account_id: str) -> None:
+    """Every request of `client` spends on the venue's shared budget and reports back to it.
+
+    ccxt calls throttle(cost) before every request (enableRateLimit), with its cost only;
+    the request itself reaches fetch(url, method, ...) next, in the same thread, so the cost
+    is spent there, where a new order can be told from other calls by its method and path.
+    Every answer, errors included, passes on_rest_response with its status and headers: the
+    venue's usage headers correct the shared counts, and a 429/418 starts the back-off.
+    """
+    bucket = Bucket(
+        profile.ccxt_id,
+        account_id,
+        profile.windows,
+        weight_per_cost=profile.weight_per_cost,
+        order_limit_codes=profile.order_limit_codes,
+    )
+    pending = threading.local()
+    fetch, on_rest_response = client.fetch, client.on_rest_response
+
+    def throttle(cost: float | None = None) -> None:
+        pending.cost = float(cost or 1)
+
+    def limited_fetch(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        cost, pending.cost = getattr(pending, "cost", None) or 1.0, None
+        path = urlsplit(url).path
+        new_order = any(method == m and path.endswith(p) for m, p in profile.new_order_paths)
+        bucket.take(cost, new_order=new_order)
+        return fetch(url, method, headers, body)
+
+    def observed(
+        code: int, reason: str, url: str, method: str, response_headers: Any, *rest: Any
+    ) -> Any:
+        bucket.observe(int(code), response_headers or {}, rest[0] if rest else None)
+        return on_rest_response(code, reason, url, method, response_headers, *rest)
+
+    client.throttle = throttle
+    client.fetch = limited_fetch
+    client.on_rest_response = observed
+    client.qt_bucket = bucket
 
 
 class CcxtAdapter:
@@ -204,33 +289,37 @@ class CcxtAdapter:
         return market.symbol
 
     def _call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
-        """One exchange call; maps ccxt's errors onto rejected / unclear."""
+        """One exchange call; every ccxt error mapped by `errors.TABLE` (one place)."""
         try:
             return getattr(self.client, fn)(*args, **kwargs)
         except RateLimited as exc:
             raise NotSent(str(exc)) from exc
-        except ccxt.DDoSProtection as exc:  # 429 and 418 (ccxt: RateLimitExceeded/DDoS)
-            self._rate_limited(exc)
-            raise UnclearOutcome(f"rate limited: {exc}") from exc
-        except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
-            raise OrderRejected(str(exc)[:500]) from exc
-        except ccxt.NetworkError as exc:  # timeouts, disconnects, 5xx
-            raise UnclearOutcome(f"{type(exc).__name__}: {exc}"[:500]) from exc
-        except ccxt.AuthenticationError as exc:
-            raise OrderRejected(f"authentication failed: {exc}"[:500]) from exc
-        except ccxt.BadRequest as exc:  # the exchange parsed the request and refused it
-            raise OrderRejected(str(exc)[:500]) from exc
-        except ccxt.ExchangeError as exc:
-            # An error answer ccxt cannot classify (e.g. Binance futures' -4116 duplicate
-            # client id maps to a bare ExchangeError): whether an order exists is for the
-            # resolver to find out by client id, so it is unclear, never a plain no.
-            raise UnclearOutcome(f"{type(exc).__name__}: {exc}"[:500]) from exc
+        except ccxt.BaseError as exc:
+            if isinstance(exc, ccxt.DDoSProtection):  # 429 and 418
+                self._rate_limited(exc)
+                raise UnclearOutcome(f"rate limited: {exc}"[:500]) from exc
+            kind = classify(exc)
+            text = f"{type(exc).__name__}: {exc}"[:500]
+            if isinstance(exc, ccxt.AuthenticationError):
+                text = f"authentication failed: {text}"[:500]
+            if kind is Kind.NOT_SENT:
+                raise NotSent(text) from exc
+            if kind in (Kind.FINAL, Kind.NOT_FOUND):
+                raise OrderRejected(text) from exc
+            raise UnclearOutcome(text) from exc
 
     def _rate_limited(self, exc: Exception) -> None:
-        """The venue said 429/418: every worker backs off as long as it says, with an incident."""
+        """The venue said 429/418: every worker backs off as long as it says, with an incident.
+
+        A 429/418 answer has started the right back-off already (Bucket.observe: the venue
+        for that IP, or new orders only); a limit a venue reports otherwise (Bybit's 10006
+        in a 200) backs the venue off here.
+        """
         headers = self.client.last_response_headers or {}
         retry_after = _seconds(headers.get("Retry-After") or headers.get("retry-after"))
-        self.client.qt_bucket.back_off(retry_after)
+        bucket: Bucket = self.client.qt_bucket
+        if bucket.backoff_left(new_order=True) <= 0:
+            bucket.back_off(retry_after)
         from risk.services.incidents import incident_open
 
         incident_open(
@@ -286,10 +375,19 @@ class CcxtAdapter:
             )
         return rounded.quantize(Decimal("1e-8"), rounding=ROUND_DOWN)
 
-    def _fills(self, raw_trades: list[dict], order: Order) -> list[FillReport]:
+    def _fills(
+        self, raw_trades: list[dict], order: Order, *, at_ms: int | None = None
+    ) -> list[FillReport]:
+        """Fills at the venue's transaction time: a trade's own, else the order's (`at_ms`).
+
+        Binance's FULL order answer lists fills without a time (binance-spot-api-docs
+        rest-api.md "New order (TRADE)", Response FULL: price, qty, commission,
+        commissionAsset, tradeId); the order's transactTime is when they happened.
+        """
         fills = []
         for t in raw_trades:
             fee = t.get("fee") or {}
+            stamp = t.get("timestamp") or at_ms
             fills.append(
                 FillReport(
                     trade_id=str(t["id"]),
@@ -297,7 +395,9 @@ class CcxtAdapter:
                     quantity=Decimal(str(t["amount"])),
                     fee=Decimal(str(fee.get("cost") or 0)),
                     fee_currency=fee.get("currency") or self.account.quote_currency,
-                    filled_at=datetime.fromtimestamp((t.get("timestamp") or 0) / 1000, UTC),
+                    filled_at=(
+                        datetime.fromtimestamp(stamp / 1000, UTC) if stamp else timezone.now()
+                    ),
                 )
             )
         return fills
@@ -313,25 +413,26 @@ class CcxtAdapter:
             mapped = Order.Status.PARTIALLY_FILLED if filled > 0 else Order.Status.ACCEPTED
         trades = raw.get("trades") or []
         if filled > 0 and not trades:
-            trades = (
-                self._call(
-                    "fetch_my_trades", self._symbol(order), None, None, {"orderId": raw["id"]}
-                )
-                if self.account.exchange.code == "binance"
-                else self._call(
-                    "fetch_my_trades", self._symbol(order), None, None, {"order_ids": [raw["id"]]}
-                )
-                if self.profile.ccxt_id == "coinbase"  # ccxt has no fetchOrderTrades there
-                else self._call("fetch_order_trades", raw["id"], self._symbol(order))
-            )
-            trades = [t for t in trades if str(t.get("order")) == str(raw["id"])]
+            trades = self._order_trades(order, str(raw["id"]))
+        at_ms = raw.get("lastTradeTimestamp") or raw.get("timestamp")
         return OrderSnapshot(
             client_order_id=order.client_order_id,
             exchange_order_id=str(raw["id"]),
             status=mapped,
             filled_quantity=filled,
-            fills=self._fills(trades, order),
+            fills=self._fills(trades, order, at_ms=at_ms),
         )
+
+    def _order_trades(self, order: Order, exchange_id: str) -> list[dict]:
+        """The venue's fills of one order, by its exchange id."""
+        symbol = self._symbol(order)
+        if self.account.exchange.code == "binance":
+            trades = self._call("fetch_my_trades", symbol, None, None, {"orderId": exchange_id})
+        elif self.profile.ccxt_id == "coinbase":  # ccxt has no fetchOrderTrades there
+            trades = self._call("fetch_my_trades", symbol, None, None, {"order_ids": [exchange_id]})
+        else:
+            trades = self._call("fetch_order_trades", exchange_id, symbol)
+        return [t for t in trades if str(t.get("order")) == exchange_id]
 
     # --- the adapter API --------------------------------------------------------------------
 
@@ -369,48 +470,89 @@ class CcxtAdapter:
         )
 
     def fetch(self, order: Order) -> OrderSnapshot | None:
-        """The exchange's view of the order, looked up by client order id; None if unknown."""
+        """The venue's view of the order; None only when the venue has no such order.
+
+        A venue's first look-up is a partial index (Bybit's realtime list forgets closed
+        orders at a restart or past the last 500; KuCoin classic's by-clientOid route sees
+        active orders only), so "not there" is never concluded from it: the venue's order
+        history over the order's lifetime is asked next, then its fills by exchange id.
+        """
         symbol = self._symbol(order)
         self._prepare_market(symbol)
-        try:
-            if order.exchange_order_id or self.profile.ccxt_id not in ("bybit", "coinbase"):
-                raw = self._call(
-                    "fetch_order",
-                    order.exchange_order_id or None,
-                    symbol,
-                    {self.profile.fetch_by_client_id: order.client_order_id},
-                )
-            else:
-                if self.profile.ccxt_id == "bybit":
-                    found = self._bybit_by_link_id(symbol, order.client_order_id)
-                else:
-                    found = self._coinbase_by_client_id(symbol, order)
-                if found is None:
-                    return None
-                raw = found
-        except UnclearOutcome as exc:
-            if isinstance(exc.__cause__, ccxt.OrderNotFound):
-                return None
-            raise
-        except OrderRejected as exc:
-            if isinstance(exc.__cause__, ccxt.OrderNotFound | ccxt.InvalidOrder):
-                return None
-            raise
-        return self._snapshot(raw, order)
-
-    def _bybit_by_link_id(self, symbol: str, link_id: str) -> dict | None:
-        """Bybit's order/realtime by orderLinkId alone: ccxt's fetch_order always sends
-        orderId (as "None" when unknown), which Bybit looks up first and finds nothing."""
-        market = self.client.market(symbol)
-        response = self._call(
-            "privateGetV5OrderRealtime",
-            {
-                "category": "spot" if market["spot"] else "linear",
-                "symbol": market["id"],
-                "orderLinkId": link_id,
-            },
+        raw = self._not_found_is_none(self._lookup, symbol, order)
+        if raw is None:
+            raw = self._not_found_is_none(self._history, symbol, order)
+        if raw is not None:
+            return self._snapshot(raw, order)
+        if not order.exchange_order_id:
+            return None
+        trades = self._not_found_is_none(self._order_trades, order, order.exchange_order_id)
+        if not trades:
+            return None
+        # Fills without an order record (older than the history keeps): the fills are
+        # the venue's word; status follows from them (filled once the quantity is).
+        return OrderSnapshot(
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            status=Order.Status.ACCEPTED,
+            filled_quantity=sum((Decimal(str(t["amount"])) for t in trades), Decimal(0)),
+            fills=self._fills(trades, order),
         )
-        rows = (response.get("result") or {}).get("list") or []
+
+    def _not_found_is_none(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (UnclearOutcome, OrderRejected) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ccxt.OrderNotFound):
+                return None
+            if isinstance(exc, OrderRejected) and isinstance(cause, ccxt.InvalidOrder):
+                return None  # a look-up refused as invalid: e.g. KuCoin's 400100, no such id
+            raise
+
+    def _lookup(self, symbol: str, order: Order) -> dict | None:
+        """The venue's own look-up: by exchange id when known, else by client id."""
+        code = self.profile.ccxt_id
+        if code == "bybit":
+            return self._bybit_orders("privateGetV5OrderRealtime", symbol, order)
+        if code == "coinbase" and not order.exchange_order_id:
+            return self._coinbase_by_client_id(symbol, order)
+        if code == "kucoin" and order.exchange_order_id:
+            # By orderId: KuCoin's by-clientOid route answers active orders only (classic).
+            return self._call("fetch_order", order.exchange_order_id, symbol)
+        return self._call(
+            "fetch_order",
+            order.exchange_order_id or None,
+            symbol,
+            {self.profile.fetch_by_client_id: order.client_order_id},
+        )
+
+    def _history(self, symbol: str, order: Order) -> dict | None:
+        """The venue's order history since just before the intent, matched on client id."""
+        code = self.profile.ccxt_id
+        if code == "bybit":
+            return self._bybit_orders("privateGetV5OrderHistory", symbol, order)
+        if code == "coinbase":
+            return self._coinbase_by_client_id(symbol, order) if order.exchange_order_id else None
+        since = int((order.created_at - HISTORY_LOOKBACK).timestamp() * 1000)
+        method = "fetch_closed_orders" if code == "kucoin" else "fetch_orders"
+        for raw in self._call(method, symbol, since):
+            if raw.get("clientOrderId") == order.client_order_id:
+                return raw
+        return None
+
+    def _bybit_orders(self, route: str, symbol: str, order: Order) -> dict | None:
+        """Bybit's order/realtime or order/history by orderId, else by orderLinkId alone:
+        ccxt's fetch_order always sends orderId (as "None" when unknown), which Bybit looks
+        up first (docs/v5/order/open-order.mdx: "orderId > orderLinkId > symbol")."""
+        market = self.client.market(symbol)
+        request = {"category": "spot" if market["spot"] else "linear", "symbol": market["id"]}
+        if order.exchange_order_id:
+            request["orderId"] = order.exchange_order_id
+        else:
+            request["orderLinkId"] = order.client_order_id
+        rows = (self._call(route, request).get("result") or {}).get("list") or []
+        rows = [r for r in rows if r.get("orderLinkId") == order.client_order_id]
         return self.client.parse_order(rows[0], market) if rows else None
 
     def _coinbase_by_client_id(self, symbol: str, order: Order) -> dict | None:
@@ -461,7 +603,4 @@ class CcxtAdapter:
 
 def _seconds(value: object, default: float = 60.0) -> float:
     """Retry-After in seconds (the exchange's word), 60 s when it does not say."""
-    try:
-        return max(1.0, float(str(value)))
-    except (TypeError, ValueError):
-        return default
+    return retry_after_seconds(value, default)

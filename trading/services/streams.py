@@ -42,7 +42,7 @@ from trading.adapters.base import FillReport, OrderRejected, OrderSnapshot
 from trading.models import ExchangeAccount, Order
 from trading.services.orders import S
 from trading.services.reconcile import account_reconcile
-from trading.services.submission import snapshot_apply
+from trading.services.submission import order_resolve, snapshot_apply
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +82,47 @@ def ws_client_for(account: ExchangeAccount) -> Any | None:
     if not (client.has.get("watchOrders") and client.has.get("watchMyTrades")):
         return None
     if account.mode == ExchangeAccount.Mode.TESTNET:
-        client.set_sandbox_mode(True)
+        # As the REST client (ccxt_for_account): KuCoin has no sandbox in ccxt, so a
+        # testnet account streams only from its explicit URL, never from the live one.
+        if client.urls.get("test"):
+            client.set_sandbox_mode(True)
+        elif not account.api_url_override:
+            return None
     if account.api_url_override:
         ws_client_rebase(client, account.api_url_override)
     return client
 
 
-def _client_id(info: dict[str, Any], unified: str | None) -> str:
-    # Binance's cancel event carries the cancel request's id in "c", the order's in "C".
-    return str(info.get("C") or unified or info.get("c") or "")
+# Where each venue's stream events carry the client order id in their raw payload (ccxt's
+# `info`), for events whose unified field is empty: ccxt's trades have no clientOrderId
+# at all. Tried in order, after the unified field. Binance spot's cancel event carries the
+# cancel request's id in "c" and the order's in "C"; a Binance futures ORDER_TRADE_UPDATE
+# reaches us as its "o" object, whose "c" is the order's.
+RAW_CLIENT_ID_KEYS: dict[str, tuple[str, ...]] = {
+    "binance": ("C", "c"),
+    "binanceusdm": ("c",),
+    "bybit": ("orderLinkId",),
+    "kucoin": ("clientOid",),
+}
+
+
+def _local_order(
+    account: ExchangeAccount, event: dict[str, Any], exchange_order_id: str | None
+) -> Order | None:
+    """Our order an event is about: by client id, else by the exchange's order id."""
+    from trading.adapters.ccxt_adapter import profile_for
+
+    info = event.get("info") or {}
+    keys = RAW_CLIENT_ID_KEYS.get(profile_for(account).ccxt_id, ())
+    candidates = [event.get("clientOrderId"), *(info.get(key) for key in keys)]
+    orders = Order.objects.filter(account=account)
+    for coid in dict.fromkeys(c for c in candidates if c and isinstance(c, str)):
+        local = orders.filter(client_order_id=coid).first()
+        if local is not None:
+            return local
+    if exchange_order_id:
+        return orders.filter(exchange_order_id=exchange_order_id).first()
+    return None
 
 
 def trade_report(trade: dict[str, Any], quote_currency: str) -> FillReport:
@@ -111,13 +143,13 @@ def trade_report(trade: dict[str, Any], quote_currency: str) -> FillReport:
 
 def stream_order_apply(*, account: ExchangeAccount, order: dict[str, Any]) -> Order | None:
     """Apply one order update from the user stream; None if the order is not ours."""
-    coid = _client_id(order.get("info") or {}, order.get("clientOrderId"))
-    local = Order.objects.filter(account=account, client_order_id=coid).first()
-    if local is None or not order.get("id"):
+    exchange_id = str(order["id"]) if order.get("id") else None
+    local = _local_order(account, order, exchange_id)
+    if local is None or exchange_id is None:
         return None
     status = FINAL_STATUS.get(str(order.get("status")), S.ACCEPTED)
     snapshot = OrderSnapshot(
-        client_order_id=coid,
+        client_order_id=local.client_order_id,
         exchange_order_id=str(order["id"]),
         status=status,
         filled_quantity=Decimal(str(order.get("filled") or 0)),
@@ -126,15 +158,21 @@ def stream_order_apply(*, account: ExchangeAccount, order: dict[str, Any]) -> Or
 
 
 def stream_trade_apply(*, account: ExchangeAccount, trade: dict[str, Any]) -> Order | None:
-    """Apply one fill from the user stream (recorded once per trade id); None if not ours."""
-    info = trade.get("info") or {}
-    coid = _client_id(info, None)
-    local = Order.objects.filter(account=account, client_order_id=coid).first()
-    if local is None or not trade.get("order"):
+    """Apply one fill from the user stream (recorded once per trade id); None if not ours.
+
+    A fill pushed without its fee (KuCoin's order channel carries none) is not recorded
+    from the stream: a fill is recorded once, so a fee missing now could never be added.
+    Its push instead has the order resolved over REST at once, fees included.
+    """
+    exchange_id = str(trade["order"]) if trade.get("order") else None
+    local = _local_order(account, trade, exchange_id)
+    if local is None or exchange_id is None:
         return None
+    if (trade.get("fee") or {}).get("cost") is None:
+        return order_resolve(order=local)
     report = trade_report(trade, account.quote_currency)
     snapshot = OrderSnapshot(
-        client_order_id=coid,
+        client_order_id=local.client_order_id,
         exchange_order_id=str(trade["order"]),
         status=S.ACCEPTED,
         filled_quantity=report.quantity,

@@ -1,4 +1,5 @@
-"""User streams against the loopback Binance's real websocket side, with the real ccxt.pro.
+"""User streams against the loopback venues' websocket sides (Binance, Bybit, KuCoin), with
+the real ccxt.pro.
 
 The stream runs in its own thread and database connection as it does in production, so
 these tests commit (transactional database). No Celery beat runs here: the REST resolver
@@ -9,22 +10,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from marketdata.models import Market
+from marketdata.services.sync import market_register
 from quantum.bootstrap import trading_defaults_ensure
 from trading.adapters.ccxt_adapter import CcxtAdapter, _clients
 from trading.models import ExchangeAccount, Fill, Order, Position, Signal
 from trading.services.accounts import account_keys_set
 from trading.services.execution import signal_act
+from trading.services.orders import order_intent_create
 from trading.services.reconcile import account_reconcile
-from trading.services.streams import StreamRunner, streams_health
+from trading.services.streams import StreamRunner, stream_trade_apply, streams_health
 from trading.services.submission import orders_resolve_in_flight, snapshot_apply
 from trading.tests.factories import SignalFactory, gated_model
+from trading.tests.venues import buy, finest_market, reconciled_account
 from venues.binance import LoopbackExchange
+from venues.bybit import BybitLoopback
+from venues.kucoin import KucoinLoopback
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,7 +93,10 @@ def connected(runner: StreamRunner, account: ExchangeAccount, snapshots: int = 1
         health = runner.health(account.pk)
         return bool(health and health.state == "connected" and health.snapshots >= snapshots)
 
-    wait_for(ready, what=f"stream connected with {snapshots} snapshot(s)")
+    try:
+        wait_for(ready, what=f"stream connected with {snapshots} snapshot(s)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; health: {runner.health(account.pk)}") from None
 
 
 def market_order_left_open(
@@ -206,3 +216,182 @@ def test_a_refused_stream_falls_back_to_polling_which_still_settles(
         assert exchange.ws.counters["refused"] >= 3
     finally:
         runner.stop()
+
+
+# --- Bybit and KuCoin: their own private streams, their own words for the client id -------
+
+COID = "qt-stream-coid-0001"
+BYBIT_LOOKUPS = ("/v5/order/realtime", "/v5/execution/list")
+PASSPHRASE = "qt-stream-passphrase-9b1e"
+
+
+def stream_settings(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.QT_STREAM_BACKOFF_MIN_S = 0.05
+    settings.QT_STREAM_BACKOFF_MAX_S = 0.3
+    settings.QT_STREAM_FALLBACK_AFTER = 3
+
+
+def venue_account(code: str, url: str, **keys: str) -> ExchangeAccount:
+    account = ExchangeAccount.objects.create(
+        name=f"{code}-streams",
+        exchange=market_register(exchange_code=code, symbol="BTC/USDT").exchange,
+        mode=ExchangeAccount.Mode.TESTNET,
+        market_type="spot",
+        cash=Decimal("100000"),
+        starting_cash=Decimal("100000"),
+        api_url_override=url,
+    )
+    account_keys_set(account=account, api_key=KEY, api_secret=SECRET, actor="alice", **keys)
+    return account
+
+
+@pytest.fixture
+def bybit() -> Iterator[BybitLoopback]:
+    # One unified wallet: 60000 USDT in spot plus 40000 USDT of margin.
+    with BybitLoopback(
+        api_key=KEY, api_secret=SECRET, balances={"USDT": "60000"}, margin="40000"
+    ) as ex:
+        ex.set_price("BTCUSDT", "40000")
+        yield ex
+
+
+@pytest.fixture
+def bybit_account(bybit: BybitLoopback, settings) -> Iterator[ExchangeAccount]:
+    stream_settings(settings)
+    # ex.ws.url serves the REST API and the private stream on one port.
+    yield from reconciled_account(lambda: venue_account("bybit", bybit.ws.url), settings)
+
+
+@pytest.fixture
+def kucoin() -> Iterator[KucoinLoopback]:
+    with KucoinLoopback(
+        api_key=KEY, api_secret=SECRET, api_passphrase=PASSPHRASE, balances={"USDT": "100000"}
+    ) as ex:
+        ex.set_price("BTC-USDT", "40000")
+        yield ex
+
+
+@pytest.fixture
+def kucoin_account(kucoin: KucoinLoopback, settings) -> Iterator[ExchangeAccount]:
+    stream_settings(settings)
+    yield from reconciled_account(
+        lambda: venue_account("kucoin", kucoin.url, api_password=PASSPHRASE), settings
+    )
+
+
+@contextmanager
+def streaming(account: ExchangeAccount) -> Iterator[StreamRunner]:
+    runner = StreamRunner(account_ids=[account.pk]).start()
+    try:
+        connected(runner, account)
+        yield runner
+    finally:
+        runner.stop()
+
+
+def filled(order: Order) -> Order:
+    found = wait_for(
+        lambda: Order.objects.filter(pk=order.pk, status=S.FILLED).first(), what="filled order"
+    )
+    assert isinstance(found, Order)
+    return found
+
+
+def test_a_bybit_fill_heard_on_the_stream_settles_the_order(bybit, bybit_account) -> None:
+    market = finest_market(bybit_account, "BTC/USDT")
+    with streaming(bybit_account):
+        # The socket is up once connected; its second subscription may follow a moment later.
+        wait_for(lambda: bybit.ws.subscribers("execution") == 1, what="execution subscribed")
+        assert bybit.ws.subscribers("order") == 1
+        seen = len(bybit.requests())
+        placed = buy(bybit_account, market, "0.01", COID)
+        assert placed is not None
+
+        order = filled(placed)
+
+    (trade,) = bybit.spot.trades
+    fill = Fill.objects.get(order=order)
+    assert fill.trade_id == f"spot-{trade.id}"  # Bybit's execId, as execution/list says it
+    assert (fill.price, fill.quantity, fill.fee) == (trade.price, trade.qty, trade.commission)
+    assert fill.filled_at == datetime.fromtimestamp(trade.time / 1000, UTC)  # execTime
+    assert Position.objects.get(account=bybit_account, market=market).quantity == order.quantity
+    asked = [path for _, path, _ in bybit.requests()[seen:] if path in BYBIT_LOOKUPS]
+    assert asked == [], "settled from the stream, not over REST"
+    auth = next(m for m in bybit.ws.received_log if m.get("op") == "auth")
+    assert auth["args"][0] == KEY
+
+
+def test_a_kucoin_fill_heard_on_the_stream_settles_the_order_with_the_fee_from_rest(
+    kucoin, kucoin_account
+) -> None:
+    market = finest_market(kucoin_account, "BTC/USDT")
+    with streaming(kucoin_account):
+        wait_for(lambda: kucoin.ws.subscribers("/spotMarket/tradeOrders"), what="subscribed")
+        placed = buy(kucoin_account, market, "0.01", COID)
+        assert placed is not None and placed.status == S.ACCEPTED  # the ack has no fill
+
+        # No poller runs here: only the stream's push can settle it.
+        order = filled(placed)
+
+    (trade,) = kucoin.spot.trades
+    fill = Fill.objects.get(order=order)
+    assert fill.trade_id == str(trade.id)  # the push's tradeId, as /api/v1/hf/fills says it
+    assert (fill.price, fill.quantity) == (trade.price, trade.qty)
+    # The push carries no fee (KuCoin's order channel has none): it had REST asked at once.
+    assert fill.fee == trade.commission > 0
+    assert fill.filled_at == datetime.fromtimestamp(trade.time / 1000, UTC)
+    assert Position.objects.get(account=kucoin_account, market=market).quantity == order.quantity
+
+
+FILLS_BEFORE_THE_ACK = {
+    "bybit": ("bybit", "spot", {"orderLinkId": COID, "execId": "e-1"}),
+    "kucoin": ("kucoin", "spot", {"clientOid": COID, "tradeId": "t-1"}),
+    "binance": ("binance", "spot", {"c": COID, "C": "", "x": "TRADE"}),
+    "binance-futures": ("binance", "futures", {"c": COID, "x": "TRADE"}),  # ORDER_TRADE_UPDATE.o
+}
+
+
+@pytest.mark.parametrize("venue", list(FILLS_BEFORE_THE_ACK))
+def test_a_fill_heard_before_the_ack_is_matched_by_the_venues_own_client_id_field(
+    venue: str,
+) -> None:
+    code, market_type, info = FILLS_BEFORE_THE_ACK[venue]
+    trading_defaults_ensure()
+    market = market_register(exchange_code=code, symbol="BTC/USDT")
+    account = ExchangeAccount.objects.create(
+        name=venue,
+        exchange=market.exchange,
+        mode=ExchangeAccount.Mode.TESTNET,
+        market_type=market_type,
+        cash=Decimal("100000"),
+        starting_cash=Decimal("100000"),
+    )
+    order = order_intent_create(
+        account_id=account.pk,
+        market_id=market.pk,
+        signal_id=None,
+        side="BUY",
+        quantity=Decimal("0.01"),
+        client_order_id=COID,
+        strategy="test",
+        reason="test",
+    )
+    Order.objects.filter(pk=order.pk).update(status=S.SUBMITTED)  # sent; no ack applied yet
+    # A ccxt trade as watch_my_trades hands it over: no client id of its own, and an
+    # exchange order id we do not know yet.
+    trade = {
+        "id": "t-1",
+        "order": "9001",
+        "price": 40000.0,
+        "amount": 0.01,
+        "timestamp": 1_700_000_000_000,
+        "fee": {"cost": 0.4, "currency": "USDT"},
+        "info": info,
+    }
+
+    applied = stream_trade_apply(account=account, trade=trade)
+
+    assert applied is not None and applied.pk == order.pk
+    order.refresh_from_db()
+    assert order.status == S.FILLED and order.exchange_order_id == "9001"
+    assert Fill.objects.get(order=order).trade_id == "t-1"

@@ -41,6 +41,10 @@ class Venue:
     create: tuple[str, str]  # method and path of the order-create endpoint
     client_id_param: str
     step: Decimal  # the market's amount precision at the venue
+    # "always": a client id is never taken twice (Bybit create-order.mdx: "always unique");
+    # "open": only while its order is open (Binance futures New Order: "A unique id among
+    # open orders").
+    ids_unique: str = "always"
 
     def orders(self, server: Any) -> list[Order]:
         book = server.spot if self.code == "bybit" and self.market_type == "spot" else None
@@ -83,6 +87,7 @@ VENUES = {
         ("POST", "/fapi/v1/order"),
         "newClientOrderId",
         Decimal("0.001"),
+        ids_unique="open",
     ),
 }
 FUTURES = [name for name, venue in VENUES.items() if venue.market_type == "futures"]
@@ -168,9 +173,37 @@ def test_an_order_below_the_venues_minimum_notional_is_refused_before_sending(
     assert not Order.objects.exists()
 
 
+def test_an_order_that_left_new_is_never_sent_again(venue, server, account, venue_market) -> None:
+    order = buy(account, venue_market, "0.01", "qtvenue0013")
+    assert order is not None
+
+    # A redelivered task (or a second worker) runs the same submit again.
+    again = order_submit(order=order, reference_price=Decimal("40000"))
+
+    assert again.pk == order.pk
+    assert len(creates(venue, server)) == 1 and len(venue.orders(server)) == 1
+
+
+def test_a_venue_that_frees_a_filled_orders_id_takes_a_resend_as_a_new_order(
+    venue, server, account, venue_market
+) -> None:
+    # Why the engine itself must never resend: the venue's duplicate rule does not cover
+    # a filled order everywhere.
+    if venue.ids_unique != "open":
+        pytest.skip("this venue never takes a client id twice")
+    order = buy(account, venue_market, "0.01", "qtvenue0023")
+    assert order is not None and order_resolve(order=order).status == S.FILLED
+
+    adapter_for(account).submit(order, reference_price=Decimal("40000"), at=order.created_at)
+
+    assert len(venue.orders(server)) == 2
+
+
 def test_a_resend_under_the_same_client_id_is_not_a_second_order(
     venue, server, account, venue_market
 ) -> None:
+    if venue.ids_unique != "always":
+        pytest.skip("the venue takes a filled order's id again (see the test above)")
     order = order_intent_create(
         account_id=account.pk,
         market_id=venue_market.pk,

@@ -118,8 +118,9 @@ def test_an_order_goes_out_under_clientoid_rounded_to_the_step_and_resolves_fill
     assert order.exchange_order_id == str(at_venue.order_id)
     fill = Fill.objects.get(order=order)
     assert fill.quantity == rounded and fill.price == Decimal("40000")
-    # Looked up by clientOid on the account's own order routes.
-    lookups = [p for _, p, _ in server.requests() if "client-order/qtkucoin0001" in p]
+    # Looked up by the exchange's id (classic's by-clientOid route answers active orders
+    # only) on the account's own order routes.
+    lookups = [p for _, p, _ in server.requests() if p.endswith(f"/orders/{at_venue.order_id}")]
     assert lookups and all(("/hf/" in p) == server.hf for p in lookups)
 
 

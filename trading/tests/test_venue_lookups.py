@@ -1,0 +1,260 @@
+"""An order that filled at the venue ends filled here, even when the venue's first look-up
+forgets it exactly as its documentation allows; only an answer that covers the order's
+whole lifetime may call an order rejected.
+
+- Bybit (docs/v5/order/open-order.mdx): order/realtime keeps open orders and "a maximum of
+  recent 500 closed status records"; after a restart closed orders "should only be queried
+  through order history" (docs/v5/order/order-list.mdx).
+- KuCoin classic (kucoin-api-docs "Get Single Active Order by clientOid"): "the order does
+  not exists if the order does not exist or has been settled".
+- Binance USDⓈ-M futures ("Query Order"): orders older than 90 days "will not be found"
+  (nor by All Orders); their fills are still in userTrades.
+- Binance spot (rest-api.md "Query order"): a filled order is never archived (errors.md
+  -2026 archives only CANCELED/EXPIRED orders with no executed quantity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from marketdata.models import Market
+from marketdata.services.sync import market_register
+from trading.adapters import adapter_for
+from trading.models import ExchangeAccount, Fill, Order, Position
+from trading.services.accounts import account_keys_set
+from trading.services.orders import order_intent_create
+from trading.services.submission import order_resolve
+from trading.tests.venues import buy, finest_market, reconciled_account
+from venues.binance import LoopbackExchange
+from venues.binance_futures import BinanceFuturesLoopback
+from venues.bybit import BybitLoopback
+from venues.kucoin import KucoinLoopback
+from venues.orders import NewOrder
+
+S = Order.Status
+KEY = "qt-lookup-key-5c0d"
+SECRET = "qt-lookup-secret-never-logged-77e1"
+PASSPHRASE = "qt-lookup-passphrase-3a9f"
+
+
+@dataclass(frozen=True)
+class Venue:
+    code: str
+    market_type: str
+    server: Callable[..., Any]
+    options: dict[str, Any]
+
+
+VENUES = {
+    "binance-spot": Venue("binance", "spot", LoopbackExchange, {"symbols": ["BTCUSDT"]}),
+    "binance-futures": Venue("binance", "futures", BinanceFuturesLoopback, {}),
+    "bybit-spot": Venue("bybit", "spot", BybitLoopback, {"margin": "40000"}),
+    "bybit-futures": Venue("bybit", "futures", BybitLoopback, {"margin": "40000"}),
+    "kucoin-hf": Venue("kucoin", "spot", KucoinLoopback, {"hf": True}),
+    "kucoin-classic": Venue("kucoin", "spot", KucoinLoopback, {"hf": False}),
+}
+
+
+@pytest.fixture
+def venue(request: pytest.FixtureRequest) -> Venue:
+    return VENUES[request.param]
+
+
+@pytest.fixture
+def server(venue: Venue) -> Iterator[Any]:
+    options = dict(venue.options)
+    if venue.code == "kucoin":
+        options.update(api_passphrase=PASSPHRASE, balances={"USDT": "100000"})
+    with venue.server(api_key=KEY, api_secret=SECRET, **options) as ex:
+        ex.set_price("BTC-USDT" if venue.code == "kucoin" else "BTCUSDT", "40000")
+        yield ex
+
+
+@pytest.fixture
+def account(db, venue: Venue, server: Any, settings) -> Iterator[ExchangeAccount]:
+    def make() -> ExchangeAccount:
+        account = ExchangeAccount.objects.create(
+            name=f"lookups-{venue.code}",
+            exchange=market_register(exchange_code=venue.code, symbol="BTC/USDT").exchange,
+            mode=ExchangeAccount.Mode.TESTNET,
+            market_type=venue.market_type,
+            cash=Decimal("100000"),
+            starting_cash=Decimal("100000"),
+            api_url_override=server.url,
+        )
+        account_keys_set(
+            account=account,
+            api_key=KEY,
+            api_secret=SECRET,
+            api_password=PASSPHRASE if venue.code == "kucoin" else "",
+            actor="alice",
+        )
+        return account
+
+    yield from reconciled_account(make, settings)
+
+
+@pytest.fixture
+def market(account: ExchangeAccount) -> Market:
+    return finest_market(account, "BTC/USDT")
+
+
+def every(*names: str) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("venue", list(names), indirect=True)
+
+
+def answer_lost(account: ExchangeAccount, market: Market, coid: str) -> Order:
+    """An order the venue took and filled whose answer never came back: in flight, no
+    exchange id, submitted long enough ago that the not-found grace has passed."""
+    order = order_intent_create(
+        account_id=account.pk,
+        market_id=market.pk,
+        signal_id=None,
+        side="BUY",
+        quantity=Decimal("0.01"),
+        client_order_id=coid,
+        strategy="test",
+        reason="test",
+    )
+    adapter_for(account).submit(order, reference_price=Decimal("40000"), at=order.created_at)
+    Order.objects.filter(pk=order.pk).update(
+        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
+    )
+    order.refresh_from_db()
+    return order
+
+
+def assert_filled_with_its_position(order: Order, quantity: str = "0.01") -> None:
+    order.refresh_from_db()
+    assert order.status == S.FILLED, order.events.values_list("cause", flat=True)
+    fills = list(Fill.objects.filter(order=order))
+    assert sum(f.quantity for f in fills) == Decimal(quantity)
+    assert all(f.filled_at.year >= 2026 for f in fills), "fill time is the venue's, not 1970"
+    position = Position.objects.get(account=order.account, market=order.market)
+    assert position.quantity == Decimal(quantity)
+
+
+def venue_orders(venue: Venue, server: Any) -> list[Any]:
+    if venue.code == "binance" and venue.market_type == "futures":
+        book = server.book
+    elif venue.code == "bybit" and venue.market_type == "futures":
+        book = server.linear
+    elif venue.code == "binance":
+        book = server.ledger
+    else:
+        book = server.spot
+    with book.lock:
+        return list(book.orders.values())
+
+
+def forget_at_the_venue(venue: Venue, server: Any) -> None:
+    """Make the venue's first look-up forget every closed order, as its docs allow."""
+    if venue.code == "bybit":
+        server.restart()
+    elif venue.code == "binance" and venue.market_type == "futures":
+        server.advance(91 * 86_400)
+    # KuCoin classic forgets settled orders on its by-clientOid route by itself; Binance
+    # spot never forgets a filled order.
+
+
+@every(*VENUES)
+def test_a_filled_order_whose_answer_was_lost_ends_filled_after_the_venue_forgets_it(
+    venue, server, account, market, settings
+) -> None:
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    if venue.code == "binance" and venue.market_type == "futures":
+        pytest.skip("past 90 days Binance futures has no look-up by client id at all")
+    order = answer_lost(account, market, "qtlookup0001")
+    forget_at_the_venue(venue, server)
+
+    order = order_resolve(order=order)
+
+    assert_filled_with_its_position(order)
+
+
+@every(*VENUES)
+def test_a_filled_order_ends_filled_after_the_venues_first_look_up_forgets_it(
+    venue, server, account, market, settings
+) -> None:
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    # Acknowledged with its exchange id, fills not heard yet (an ACK-type answer, a stream
+    # that was down): the look-up by exchange id is what settles it.
+    order = answer_lost(account, market, "qtlookup0002")
+    (placed,) = [
+        o for o in venue_orders(venue, server) if o.client_order_id == order.client_order_id
+    ]
+    Order.objects.filter(pk=order.pk).update(
+        status=S.ACCEPTED, exchange_order_id=str(placed.order_id)
+    )
+    order.refresh_from_db()
+    forget_at_the_venue(venue, server)
+
+    order = order_resolve(order=order)
+
+    assert_filled_with_its_position(order)
+
+
+@every("bybit-spot")
+def test_bybit_realtime_forgets_a_filled_order_past_500_newer_closed_ones_and_history_finds_it(
+    venue, server, account, market, settings
+) -> None:
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    order = answer_lost(account, market, "qtlookup0003")
+    for _ in range(500):  # placed by someone else on the same account, straight on the book
+        server.spot.place(NewOrder("BTCUSDT", "BUY", "MARKET", quantity=Decimal("0.0002")))
+    rows = server._realtime({"category": "spot", "orderLinkId": "qtlookup0003"})["list"]
+    assert rows == [], "the realtime index keeps only the last 500 closed orders"
+
+    order = order_resolve(order=order)
+
+    assert_filled_with_its_position(order)
+    assert server.requests("/v5/order/history"), "found through order history"
+
+
+@every("bybit-spot", "kucoin-classic", "binance-spot")
+def test_an_order_the_venue_never_took_is_rejected_once_every_index_says_so(
+    venue, server, account, market, settings
+) -> None:
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    order = order_intent_create(
+        account_id=account.pk,
+        market_id=market.pk,
+        signal_id=None,
+        side="BUY",
+        quantity=Decimal("0.01"),
+        client_order_id="qtlookup0004",
+        strategy="test",
+        reason="test",
+    )
+    Order.objects.filter(pk=order.pk).update(
+        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
+    )
+    order.refresh_from_db()
+
+    order = order_resolve(order=order)
+
+    assert order.status == S.REJECTED
+    assert "not found at the exchange" in order.events.last().cause
+
+
+@every("bybit-spot")
+def test_an_order_not_yet_visible_stays_in_flight_within_the_grace(
+    venue, server, account, market, settings
+) -> None:
+    # docs/v5/order/create-order.mdx: "This request is asynchronous".
+    settings.QT_NOT_FOUND_GRACE_S = 60
+    server.visibility_lag_s = 30
+    order = buy(account, market, "0.01", "qtlookup0005")
+    assert order is not None
+
+    order = order_resolve(order=order)
+
+    assert order.status in (S.SUBMITTED, S.ACCEPTED)
+    assert not Fill.objects.filter(order=order).exists()
