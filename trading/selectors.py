@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -72,3 +73,19 @@ def market_atr(*, market: Market, timeframe: str, until: datetime, period: int =
     )
     last = values[-1]
     return Decimal(str(round(float(last), 8))) if last == last else Decimal(0)
+
+
+def reconcile_problems(account_ids: list[int]) -> dict[int, Any]:
+    """The open reconciliation incident of each account that has one (newest first)."""
+    from risk.models import Incident
+
+    rows = Incident.objects.filter(
+        account_id__in=account_ids,
+        code="RECONCILIATION_FAILED",
+        status__in=[Incident.Status.OPEN, Incident.Status.ACKNOWLEDGED],
+    ).order_by("-pk")
+    found: dict[int, Any] = {}
+    for incident in rows:
+        if incident.account_id is not None:
+            found.setdefault(incident.account_id, incident)
+    return found

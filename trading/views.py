@@ -39,6 +39,7 @@ from trading.selectors import (
     fills_recent,
     orders_recent,
     positions_with_pnl,
+    reconcile_problems,
     signals_recent,
 )
 from trading.services.accounts import ModeChangeDenied, account_keys_set, account_mode_set
@@ -183,11 +184,15 @@ def chart_data(request: HttpRequest, market_id: int) -> JsonResponse:
 @role_required("operator")
 def accounts(request: HttpRequest) -> HttpResponse:
     """Exchange accounts: keys (write-only, masked) and the paper/testnet/live switch."""
+    accounts = list(ExchangeAccount.objects.select_related("exchange").order_by("name"))
+    problems = reconcile_problems([a.pk for a in accounts])
+    for account in accounts:
+        account.reconcile_problem = problems.get(account.pk)  # type: ignore[attr-defined]
     return render(
         request,
         "trading/accounts.html",
         {
-            "accounts": ExchangeAccount.objects.select_related("exchange").order_by("name"),
+            "accounts": accounts,
             "mode_form": AccountModeForm(),
             "keys_form": AccountKeysForm(),
             "mfa": mfa_verified(request),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from marketdata.models import Market
@@ -19,13 +20,15 @@ from risk.models import TradingState
 from risk.services.audit import audit_record
 from risk.services.incidents import incident_open
 from trading.adapters import UnclearOutcome, adapter_for
-from trading.models import ExchangeAccount, Order, Position
+from trading.models import ExchangeAccount, Fill, Order, Position
 from trading.services.submission import OPEN, order_resolve
 
 logger = logging.getLogger(__name__)
 
-# Quote balance differences below this are fee dust, not a discrepancy.
+# Quote balance differences below this are rounding dust, not a discrepancy (fees are in
+# our cash already); base holdings may differ by the fees the venue took in the base.
 CASH_TOLERANCE = Decimal("0.01")
+DUST = Decimal("1e-8")
 
 
 @dataclass
@@ -101,26 +104,111 @@ def _orders(account: ExchangeAccount, report: ReconcileReport) -> None:
 
 
 def _balances(account: ExchangeAccount, report: ReconcileReport) -> None:
+    """Holdings and cash, compared in both directions: a venue that holds more than our
+    position is as much a mismatch as one that holds less (coins we bought and never
+    recorded would never be sold)."""
     balances = adapter_for(account).balances()
-    if account.market_type == ExchangeAccount.MarketType.SPOT:
-        for position in Position.objects.filter(account=account).select_related("market"):
-            held = balances.get(position.market.base, Decimal(0))
-            if position.quantity > held:
-                report.mismatches.append(
-                    f"{position.market.symbol}: we hold {position.quantity}, the exchange {held}"
-                )
     cash = balances.get(account.quote_currency)
     report.cash_local = account.cash
     report.cash_exchange = cash
+    if account.market_type != ExchangeAccount.MarketType.SPOT:
+        # Futures margin (wallet, unrealised PnL) is not modelled locally yet: the venue's
+        # wallet is adopted with a warning, never silently.
+        if cash is not None and abs(cash - account.cash) > CASH_TOLERANCE:
+            incident_open(
+                severity="warning",
+                code="PNL_DRIFT",
+                title=f"{account.name}: local cash {account.cash} differs from exchange {cash}",
+            )
+            ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
+        return
+    for market, ours, held in _holdings(account, balances):
+        tolerance = _base_fees(account, market)
+        if abs(held - ours) > tolerance:
+            side = "more" if held > ours else "less"
+            report.mismatches.append(
+                f"{market.symbol}: we hold {ours}, the exchange {held} "
+                f"(it holds {side} by {abs(held - ours)})"
+            )
     if cash is not None and abs(cash - account.cash) > CASH_TOLERANCE:
-        # PnL is reconciled against the exchange: its balance is adopted, and the
-        # difference is reported so it is never silent.
-        incident_open(
-            severity="warning",
-            code="PNL_DRIFT",
-            title=f"{account.name}: local cash {account.cash} differs from exchange {cash}",
+        report.mismatches.append(
+            f"{account.quote_currency}: our cash {account.cash}, the exchange {cash} "
+            f"(difference {cash - account.cash})"
         )
-        ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
+
+
+def _holdings(
+    account: ExchangeAccount, balances: dict[str, Decimal]
+) -> list[tuple[Market, Decimal, Decimal]]:
+    """(market, our position, the venue's balance of its base) for every market we hold a
+    position in and every active market whose base the venue holds."""
+    positions = {
+        p.market_id: p.quantity
+        for p in Position.objects.filter(account=account).select_related("market")
+    }
+    rows = []
+    for market in Market.objects.filter(exchange=account.exchange):
+        ours = positions.get(market.pk, Decimal(0))
+        held = balances.get(market.base, Decimal(0))
+        if market.pk in positions or (market.active and held):
+            rows.append((market, ours, held))
+    return rows
+
+
+def _base_fees(account: ExchangeAccount, market: Market) -> Decimal:
+    """Fees the venue took in the base asset: held at the venue, not in our position."""
+    fees = Fill.objects.filter(
+        order__account=account, order__market=market, fee_currency=market.base
+    ).aggregate(total=Sum("fee"))["total"]
+    return (fees or Decimal(0)) + DUST
+
+
+def account_holdings_adopt(*, account: ExchangeAccount, actor: str, reason: str) -> ReconcileReport:
+    """Operator: take the venue's holdings and cash as ours (after a mismatch is explained).
+
+    Each spot position becomes the venue's balance of its base, at the market's last close
+    when it grows (the venue's own cost is not known), and cash the venue's quote balance;
+    audited with the before and after. Then the account is reconciled again.
+    """
+    balances = adapter_for(account).balances()
+    changes: list[dict[str, str]] = []
+    with transaction.atomic():
+        for market, ours, held in _holdings(account, balances):
+            if held == ours:
+                continue
+            position, _ = Position.objects.select_for_update().get_or_create(
+                account=account, market=market
+            )
+            if held > ours:
+                price = _last_close(market) or position.average_price
+                total = held
+                position.average_price = (
+                    (position.average_price * ours + price * (held - ours)) / total
+                ).quantize(Decimal("1e-8"))
+            position.quantity = held
+            if held == 0:
+                position.average_price = Decimal(0)
+            position.save()
+            changes.append({"market": market.symbol, "from": str(ours), "to": str(held)})
+        cash = balances.get(account.quote_currency)
+        if cash is not None and cash != account.cash:
+            changes.append({"cash_from": str(account.cash), "cash_to": str(cash)})
+            ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
+        audit_record(
+            actor=actor,
+            action="account.holdings_adopted",
+            obj=account,
+            payload={"reason": reason, "changes": changes},
+        )
+    account.refresh_from_db()
+    return account_reconcile(account=account)
+
+
+def _last_close(market: Market) -> Decimal | None:
+    from marketdata.models import Candle
+
+    candle = Candle.objects.filter(market=market).order_by("-open_time").first()
+    return candle.close if candle else None
 
 
 @transaction.atomic

@@ -55,8 +55,12 @@ class Venue:
 VENUES = {
     "binance-spot": Venue("binance", "spot", LoopbackExchange, {"symbols": ["BTCUSDT"]}),
     "binance-futures": Venue("binance", "futures", BinanceFuturesLoopback, {}),
-    "bybit-spot": Venue("bybit", "spot", BybitLoopback, {"margin": "40000"}),
-    "bybit-futures": Venue("bybit", "futures", BybitLoopback, {"margin": "40000"}),
+    "bybit-spot": Venue(
+        "bybit", "spot", BybitLoopback, {"balances": {"USDT": "60000"}, "margin": "40000"}
+    ),
+    "bybit-futures": Venue(
+        "bybit", "futures", BybitLoopback, {"balances": {"USDT": "60000"}, "margin": "40000"}
+    ),
     "kucoin-hf": Venue("kucoin", "spot", KucoinLoopback, {"hf": True}),
     "kucoin-classic": Venue("kucoin", "spot", KucoinLoopback, {"hf": False}),
 }
@@ -258,3 +262,69 @@ def test_an_order_not_yet_visible_stays_in_flight_within_the_grace(
 
     assert order.status in (S.SUBMITTED, S.ACCEPTED)
     assert not Fill.objects.filter(order=order).exists()
+
+
+# --- two-sided, fail-closed reconciliation ----------------------------------------------
+
+
+@every("binance-spot", "bybit-spot", "kucoin-classic")
+def test_a_venue_that_holds_more_than_our_position_halts_the_account_with_an_incident(
+    venue, server, account, market, client_as, alice
+) -> None:
+    from risk.models import Incident, TradingState
+    from trading.services.reconcile import account_reconcile
+
+    # Bought at the venue, never recorded here (the fill the old resolver dropped).
+    adapter_for(account).submit(
+        order_intent_create(
+            account_id=account.pk,
+            market_id=market.pk,
+            signal_id=None,
+            side="BUY",
+            quantity=Decimal("0.01"),
+            client_order_id="qtlookup0100",
+            strategy="test",
+            reason="test",
+        ),
+        reference_price=Decimal("40000"),
+        at=timezone.now(),
+    )
+    Order.objects.filter(client_order_id="qtlookup0100").delete()
+
+    report = account_reconcile(account=account)
+
+    assert not report.ok
+    assert any("we hold 0, the exchange 0.01" in m and "holds more" in m for m in report.mismatches)
+    assert any(m.startswith("USDT: our cash 100000") for m in report.mismatches)
+    assert TradingState.objects.get(account=account).state == TradingState.State.HALTED
+    incident = Incident.objects.get(code="RECONCILIATION_FAILED", account=account)
+    assert "holds more by 0.01" in incident.detail
+    account.refresh_from_db()
+    assert account.needs_reconcile and account.cash == Decimal("100000"), "nothing adopted"
+    page = client_as(alice).get("/settings/accounts/").content.decode()
+    assert "holds more by 0.01" in page and "account_adopt_holdings" in page
+
+
+@every("binance-spot")
+def test_an_operator_adopts_the_venues_holdings_and_the_account_reconciles(
+    venue, server, account, market
+) -> None:
+    from django.core.management import call_command
+
+    from risk.models import AuditEvent
+    from trading.services.reconcile import account_reconcile
+
+    ours = buy(account, market, "0.01", "qtlookup0101")
+    assert ours is not None and ours.status == S.FILLED
+    # A second buy at the venue (by hand, another program) that we never recorded.
+    server.ledger.place(NewOrder("BTCUSDT", "BUY", "MARKET", quantity=Decimal("0.02")))
+    assert not account_reconcile(account=account).ok
+
+    call_command("account_adopt_holdings", account.name, reason="bought by hand at the venue")
+
+    account.refresh_from_db()
+    position = Position.objects.get(account=account, market=market)
+    assert position.quantity == Decimal("0.03")
+    assert not account.needs_reconcile and account_reconcile(account=account).ok
+    adopted = AuditEvent.objects.get(action="account.holdings_adopted")
+    assert adopted.payload["reason"] == "bought by hand at the venue"
