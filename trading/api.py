@@ -26,11 +26,11 @@ from marketdata.api import filter_market, filter_since, query_params
 from marketdata.models import Market
 from quantum.roles import HasRole, api_denial
 from risk.models import RiskDecision
-from trading.lib.ids import client_order_id
 from trading.models import BacktestRun, ExchangeAccount, Fill, Order, Position, Signal
 from trading.selectors import fills_recent, last_price, orders_recent, signals_recent
 from trading.services.accounts import account_strategy_set
 from trading.services.execution import Intent, decision_execute
+from trading.services.ids import client_order_id
 from trading.services.orders import S
 from trading.services.submission import OPEN, order_cancel
 

@@ -277,3 +277,17 @@ class BacktestRun(models.Model):
 
     def __str__(self) -> str:
         return f"backtest #{self.pk} {self.config.get('strategy', '?')} [{self.status}]"
+
+
+class Installation(models.Model):
+    """This installation's random salt for client order ids: one row, made with the database.
+
+    A rebuilt database against the same exchange account gets a new salt, so its first
+    decisions cannot map to the client ids of the old database's orders.
+    """
+
+    salt = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"installation {self.pk}"

@@ -57,9 +57,9 @@ def execute_decision(
     """Execute one decision (idempotent: its client order id derives from `decision`)."""
     from decimal import Decimal
 
-    from trading.lib.ids import client_order_id
     from trading.models import ExchangeAccount
     from trading.services.execution import Intent, decision_execute
+    from trading.services.ids import client_order_id
 
     account = ExchangeAccount.objects.select_related("exchange").get(pk=account_id)
     market = Market.objects.select_related("exchange").get(pk=market_id)

@@ -24,9 +24,9 @@ from marketdata.services.sync import market_register
 from quantum.processes import WorkerProcess, child_env
 from risk.models import RiskDecision, RiskLimits
 from trading.adapters.ccxt_adapter import _clients
-from trading.lib.ids import client_order_id
 from trading.models import ExchangeAccount, Fill, Order, Position
 from trading.services.accounts import account_keys_set
+from trading.services.ids import client_order_id
 from trading.services.reconcile import account_reconcile
 from trading.services.submission import OPEN, orders_resolve_in_flight
 from venues.binance import LoopbackExchange

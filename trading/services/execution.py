@@ -18,10 +18,10 @@ from risk.models import RiskDecision
 from risk.services.audit import audit_record
 from risk.services.checks import limits_for, pretrade_check
 from trading.adapters import NotSent, OrderRejected, UnclearOutcome, adapter_for
-from trading.lib.ids import client_order_id
 from trading.lib.sizing import atr_risk_quantity, fixed_fraction_quantity
 from trading.models import ExchangeAccount, Order, Position, Signal
 from trading.selectors import account_equity, market_atr
+from trading.services.ids import client_order_id
 from trading.services.orders import order_intent_create
 from trading.services.submission import order_submit
 

@@ -12,9 +12,9 @@ from marketdata.models import Market
 from marketdata.services.sync import market_register
 from risk.models import AuditEvent, RiskDecision, RiskLimits
 from risk.services.state import kill_switch_set
-from trading.lib.ids import client_order_id
 from trading.models import ExchangeAccount, Fill, Order, Position, Signal, Trade
 from trading.services.execution import STRATEGY, signal_act, signal_execute
+from trading.services.ids import client_order_id
 from trading.services.orders import order_intent_create
 from trading.services.submission import orders_resolve_in_flight
 from trading.tests.factories import CandleFactory, SignalFactory

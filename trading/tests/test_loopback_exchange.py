@@ -575,9 +575,7 @@ def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -
         assert proc.wait(timeout=10) == 0
 
 
-def test_every_venue_module_imports_without_django_or_the_platform_and_finds_the_data() -> (
-    None
-):
+def test_every_venue_module_imports_without_django_or_the_platform_and_finds_the_data() -> None:
     script = (
         "import sys, pkgutil, importlib, venues;"
         "names = [m.name for m in pkgutil.iter_modules(venues.__path__)];"
