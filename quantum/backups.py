@@ -40,6 +40,8 @@ from quantum import backup_format
 
 FORMAT = "quantum-trader-backup/1"
 EXCLUDED = {"contenttypes.contenttype", "auth.permission", "sessions.session"}
+# Rows a migration makes in every new database (the client-id salt): replaced on restore.
+MADE_BY_MIGRATE = {"trading.installation"}
 
 
 class BackupError(Exception):
@@ -171,7 +173,11 @@ def backup_restore(*, source: Path, say: Callable[[str], None] = lambda _: None)
             f"{', '.join(newer[:5])}); restore it with that version, then upgrade"
         )
     entries = [e for e in manifest["files"] if "model" in e]
-    occupied = [e["model"] for e in entries if apps.get_model(e["model"])._base_manager.exists()]
+    occupied = [
+        e["model"]
+        for e in entries
+        if e["model"] not in MADE_BY_MIGRATE and apps.get_model(e["model"])._base_manager.exists()
+    ]
     if occupied:
         raise BackupError(
             "the database is not empty (rows in " + ", ".join(occupied[:5]) + "); "
@@ -179,6 +185,10 @@ def backup_restore(*, source: Path, say: Callable[[str], None] = lambda _: None)
         )
     artifacts = _artifacts_plan(source, manifest)
     with transaction.atomic():
+        for label in MADE_BY_MIGRATE & {e["model"] for e in entries}:
+            # The fresh database's own row gives way to the backup's: the restored orders'
+            # client ids were salted with the backed-up installation's salt.
+            apps.get_model(label)._base_manager.all().delete()
         call_command(
             "loaddata", *[str(source / e["path"]) for e in entries if e["rows"]], verbosity=0
         )
