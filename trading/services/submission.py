@@ -172,7 +172,9 @@ def order_resolve(*, order: Order) -> Order:
     adapter = adapter_for(order.account)
     try:
         snapshot = adapter.fetch(order)
-    except (UnclearOutcome, NotSent) as exc:
+    except (UnclearOutcome, NotSent, OrderRejected) as exc:
+        # A refused look-up (auth, a symbol the venue no longer lists) says nothing about
+        # the order: it stays in flight, and reconciliation halts the account meanwhile.
         logger.warning("cannot resolve %s yet: %s", order.client_order_id, exc)
         return order
     if snapshot is not None:
@@ -231,6 +233,12 @@ def orders_resolve_in_flight(
     for order in qs.select_related("account", "account__exchange", "market")[:200]:
         if order.checked_at and order.checked_at > cutoff:
             continue
-        order_resolve(order=order)
+        try:
+            order_resolve(order=order)
+        except Exception:
+            # One order's surprise (a venue answer we cannot parse) must not leave the rest
+            # of the batch unresolved; it is logged with its traceback and tried again.
+            logger.exception("resolving %s failed", order.client_order_id)
+            continue
         count += 1
     return count

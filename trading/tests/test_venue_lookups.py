@@ -328,3 +328,34 @@ def test_an_operator_adopts_the_venues_holdings_and_the_account_reconciles(
     assert not account.needs_reconcile and account_reconcile(account=account).ok
     adopted = AuditEvent.objects.get(action="account.holdings_adopted")
     assert adopted.payload["reason"] == "bought by hand at the venue"
+
+
+@every("binance-spot")
+def test_one_order_the_venue_cannot_look_up_does_not_stop_the_resolver_batch(
+    venue, server, account, market, settings, caplog
+) -> None:
+    from trading.services.submission import orders_resolve_in_flight
+
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    delisted = market_register(exchange_code="binance", symbol="ETH/USDT")  # not at the venue
+    stuck = order_intent_create(
+        account_id=account.pk,
+        market_id=delisted.pk,
+        signal_id=None,
+        side="BUY",
+        quantity=Decimal("0.1"),
+        client_order_id="qtlookup0200",
+        strategy="test",
+        reason="test",
+    )
+    Order.objects.filter(pk=stuck.pk).update(
+        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
+    )
+    settled = answer_lost(account, market, "qtlookup0201")
+
+    orders_resolve_in_flight(older_than=timedelta(0), account=account)
+
+    stuck.refresh_from_db()
+    assert stuck.status == S.SUBMITTED, "a refused look-up is no answer: still in flight"
+    assert "cannot resolve qtlookup0200" in caplog.text
+    assert_filled_with_its_position(settled)
