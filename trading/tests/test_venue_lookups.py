@@ -114,19 +114,33 @@ def every(*names: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("venue", list(names), indirect=True)
 
 
-def answer_lost(account: ExchangeAccount, market: Market, coid: str) -> Order:
-    """An order the venue took and filled whose answer never came back: in flight, no
-    exchange id, submitted long enough ago that the not-found grace has passed."""
-    order = order_intent_create(
+def intent(account: ExchangeAccount, market: Market, coid: str, quantity: str = "0.01") -> Order:
+    """A BUY persisted as an intent (NEW), as the engine makes it before any network call."""
+    return order_intent_create(
         account_id=account.pk,
         market_id=market.pk,
         signal_id=None,
         side="BUY",
-        quantity=Decimal("0.01"),
+        quantity=Decimal(quantity),
         client_order_id=coid,
         strategy="test",
         reason="test",
     )
+
+
+def in_flight_since_minutes(order: Order) -> Order:
+    """As if sent five minutes ago and never answered (past any not-found grace)."""
+    Order.objects.filter(pk=order.pk).update(
+        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
+    )
+    order.refresh_from_db()
+    return order
+
+
+def answer_lost(account: ExchangeAccount, market: Market, coid: str) -> Order:
+    """An order the venue took and filled whose answer never came back: in flight, no
+    exchange id, submitted long enough ago that the not-found grace has passed."""
+    order = intent(account, market, coid)
     adapter_for(account).submit(order, reference_price=Decimal("40000"), at=order.created_at)
     Order.objects.filter(pk=order.pk).update(
         status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
@@ -168,13 +182,14 @@ def forget_at_the_venue(venue: Venue, server: Any) -> None:
     # spot never forgets a filled order.
 
 
-@every(*VENUES)
+# Binance futures forgets a filled order only past 90 days, and then by client id nothing
+# at all can find it: with no exchange id there is no look-up left (the next test covers
+# the case with one).
+@every(*(name for name in VENUES if name != "binance-futures"))
 def test_a_filled_order_whose_answer_was_lost_ends_filled_after_the_venue_forgets_it(
     venue, server, account, market, settings
 ) -> None:
     settings.QT_NOT_FOUND_GRACE_S = 0
-    if venue.code == "binance" and venue.market_type == "futures":
-        pytest.skip("past 90 days Binance futures has no look-up by client id at all")
     order = answer_lost(account, market, "qtlookup0001")
     forget_at_the_venue(venue, server)
 
@@ -227,20 +242,7 @@ def test_an_order_the_venue_never_took_is_rejected_once_every_index_says_so(
     venue, server, account, market, settings
 ) -> None:
     settings.QT_NOT_FOUND_GRACE_S = 0
-    order = order_intent_create(
-        account_id=account.pk,
-        market_id=market.pk,
-        signal_id=None,
-        side="BUY",
-        quantity=Decimal("0.01"),
-        client_order_id="qtlookup0004",
-        strategy="test",
-        reason="test",
-    )
-    Order.objects.filter(pk=order.pk).update(
-        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
-    )
-    order.refresh_from_db()
+    order = in_flight_since_minutes(intent(account, market, "qtlookup0004"))
 
     order = order_resolve(order=order)
 
@@ -276,16 +278,7 @@ def test_a_venue_that_holds_more_than_our_position_halts_the_account_with_an_inc
 
     # Bought at the venue, never recorded here (the fill the old resolver dropped).
     adapter_for(account).submit(
-        order_intent_create(
-            account_id=account.pk,
-            market_id=market.pk,
-            signal_id=None,
-            side="BUY",
-            quantity=Decimal("0.01"),
-            client_order_id="qtlookup0100",
-            strategy="test",
-            reason="test",
-        ),
+        intent(account, market, "qtlookup0100"),
         reference_price=Decimal("40000"),
         at=timezone.now(),
     )
@@ -338,19 +331,7 @@ def test_one_order_the_venue_cannot_look_up_does_not_stop_the_resolver_batch(
 
     settings.QT_NOT_FOUND_GRACE_S = 0
     delisted = market_register(exchange_code="binance", symbol="ETH/USDT")  # not at the venue
-    stuck = order_intent_create(
-        account_id=account.pk,
-        market_id=delisted.pk,
-        signal_id=None,
-        side="BUY",
-        quantity=Decimal("0.1"),
-        client_order_id="qtlookup0200",
-        strategy="test",
-        reason="test",
-    )
-    Order.objects.filter(pk=stuck.pk).update(
-        status=S.SUBMITTED, submitted_at=timezone.now() - timedelta(minutes=5)
-    )
+    stuck = in_flight_since_minutes(intent(account, delisted, "qtlookup0200", quantity="0.1"))
     settled = answer_lost(account, market, "qtlookup0201")
 
     orders_resolve_in_flight(older_than=timedelta(0), account=account)
