@@ -108,6 +108,7 @@ def _balances(account: ExchangeAccount, report: ReconcileReport) -> None:
     position is as much a mismatch as one that holds less (coins we bought and never
     recorded would never be sold)."""
     balances = adapter_for(account).balances()
+    account.refresh_from_db(fields=["cash"])  # the order pass above may have applied fills
     cash = balances.get(account.quote_currency)
     report.cash_local = account.cash
     report.cash_exchange = cash
