@@ -187,7 +187,10 @@ def accounts(request: HttpRequest) -> HttpResponse:
     accounts = list(ExchangeAccount.objects.select_related("exchange").order_by("name"))
     problems = reconcile_problems([a.pk for a in accounts])
     for account in accounts:
-        account.reconcile_problem = problems.get(account.pk)  # type: ignore[attr-defined]
+        # Shown while the account waits for an operator; the incident itself stays open
+        # on /risk/incidents/ until someone resolves it.
+        problem = problems.get(account.pk) if account.needs_reconcile else None
+        account.reconcile_problem = problem  # type: ignore[attr-defined]
     return render(
         request,
         "trading/accounts.html",

@@ -8,6 +8,7 @@ driven by Playwright); its fixtures are shared. Screenshots go to artifacts/scre
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -185,3 +186,44 @@ def test_the_main_pages_are_photographed_for_ci_and_the_guide(  # type: ignore[n
             assert page.locator(f"#nav a[href='{url}']").count() == 1, url
         page.screenshot(path=str(shots / f"page-{name}.png"), full_page=False)
     assert all((shots / f"page-{name}.png").stat().st_size > 5000 for name in MAIN_PAGES)
+
+
+def test_an_operator_sees_a_reconciliation_mismatch_on_the_accounts_card(  # type: ignore[no-untyped-def]
+    daphne, browser, alice, settings, shots
+) -> None:
+    from marketdata.services.sync import market_register
+    from risk.services.incidents import incident_open
+    from trading.models import ExchangeAccount
+
+    _real_passwords(settings, alice)
+    secret = totp_activate(alice)
+    account = ExchangeAccount.objects.create(
+        name="main-bybit",
+        exchange=market_register(exchange_code="bybit", symbol="BTC/USDT").exchange,
+        mode=ExchangeAccount.Mode.TESTNET,
+        cash=Decimal("59595.00000000"),
+        starting_cash=Decimal("60000"),
+        needs_reconcile=True,
+    )
+    detail = (
+        "BTC/USDT: we hold 0.01, the exchange 0.02 (it holds more by 0.01); USDT: our cash "
+        "59,595.00, the exchange 59,190.00 (it holds less by 405.00)"
+    )
+    incident_open(
+        severity="critical",
+        code="RECONCILIATION_FAILED",
+        title="Account main-bybit: RECONCILIATION_FAILED → HALTED",
+        detail=f"reconciliation failed: {detail}",
+        account=account,
+    )
+    page = browser(viewport={"width": 1440, "height": 1000})
+    _login(page, daphne, "alice", "/settings/accounts/", secret)
+
+    card = page.locator(f"#account-{account.pk}")
+    assert "it holds more by 0.01" in card.locator("tr.reconcile-problem").inner_text()
+    assert "account_adopt_holdings" in card.inner_text()
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the accounts page scrolls sideways by {overflow}px"
+    page.screenshot(path=str(shots / "accounts-mismatch.png"), full_page=False)

@@ -128,14 +128,20 @@ def _balances(account: ExchangeAccount, report: ReconcileReport) -> None:
         if abs(held - ours) > tolerance:
             side = "more" if held > ours else "less"
             report.mismatches.append(
-                f"{market.symbol}: we hold {ours}, the exchange {held} "
-                f"(it holds {side} by {abs(held - ours)})"
+                f"{market.symbol}: we hold {_qty(ours)}, the exchange {_qty(held)} "
+                f"(it holds {side} by {_qty(abs(held - ours))})"
             )
     if cash is not None and abs(cash - account.cash) > CASH_TOLERANCE:
+        side = "more" if cash > account.cash else "less"
         report.mismatches.append(
-            f"{account.quote_currency}: our cash {account.cash}, the exchange {cash} "
-            f"(difference {cash - account.cash})"
+            f"{account.quote_currency}: our cash {account.cash:,.2f}, the exchange {cash:,.2f} "
+            f"(it holds {side} by {abs(cash - account.cash):,.2f})"
         )
+
+
+def _qty(value: Decimal) -> str:
+    """A quantity as the venue would print it: no trailing zeros, never exponent form."""
+    return f"{value.normalize():f}" if value else "0"
 
 
 def _holdings(

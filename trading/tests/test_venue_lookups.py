@@ -288,7 +288,7 @@ def test_a_venue_that_holds_more_than_our_position_halts_the_account_with_an_inc
 
     assert not report.ok
     assert any("we hold 0, the exchange 0.01" in m and "holds more" in m for m in report.mismatches)
-    assert any(m.startswith("USDT: our cash 100000") for m in report.mismatches)
+    assert any(m.startswith("USDT: our cash 100,000.00") for m in report.mismatches)
     assert TradingState.objects.get(account=account).state == TradingState.State.HALTED
     incident = Incident.objects.get(code="RECONCILIATION_FAILED", account=account)
     assert "holds more by 0.01" in incident.detail
