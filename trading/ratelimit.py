@@ -5,9 +5,12 @@ IP or per account, in request weight, in requests, or in new orders (see `Window
 script checks every window of a request and spends on all of them in one atomic step, on
 Redis's clock (`TIME`), so N workers never spend more between them than the venue allows, and
 their own clocks do not matter. After every response the venue's usage headers correct the
-counts (another program on the same IP spent weight we never saw), and a 429/418 starts a
-back-off every worker respects: for the whole venue and IP (weight limit, IP ban) or for new
-orders of one account only (order-count limit; cancels and lookups still go out).
+counts (another program on the same IP spent weight we never saw: Binance reports what is
+used, Bybit and KuCoin what is left), and a rate-limit answer starts a back-off every worker
+respects: for the whole venue and IP (weight limit, IP ban, Bybit's 10006 in a 200, KuCoin's
+429000) or for new orders of one account only (order-count limit; cancels and lookups still
+go out), as long as the venue says (Retry-After, X-Bapi-Limit-Reset-Timestamp,
+gw-ratelimit-reset) or, where it says nothing, as long as its documentation does.
 """
 
 from __future__ import annotations
@@ -151,6 +154,8 @@ class Window:
     resets the count at each multiple of `seconds` (Binance's intervals), so a fixed window
     matches it and its usage header; otherwise the window rolls and is counted in slices.
     `header`: the response header in which the venue reports the units used in this window.
+    `remaining_header` (with `limit_header`): one in which it reports the units left (of the
+    limit it names), which counts as the same share of this window used.
     """
 
     limit: float
@@ -160,6 +165,21 @@ class Window:
     aligned: bool = False
     header: str | None = None
     guard_ms: int = 1000  # aligned windows: how near a boundary a request counts on both sides
+    remaining_header: str | None = None
+    limit_header: str | None = None
+
+    def reported_use(self, headers: Mapping[str, str]) -> float | None:
+        """The units used in this window as the venue's (lower-cased) headers report them."""
+        try:
+            if self.header and self.header in headers:
+                return float(headers[self.header])
+            if self.remaining_header and self.remaining_header in headers:
+                left = float(headers[self.remaining_header])
+                of = float(headers.get(self.limit_header or "", self.limit))
+                return self.limit * min(1.0, max(0.0, 1 - left / of)) if of > 0 else None
+        except ValueError:
+            return None
+        return None
 
     @property
     def slice_ms(self) -> int:
@@ -179,6 +199,10 @@ class Bucket:
     windows: tuple[Window, ...]
     weight_per_cost: float = 1.0  # venue weight per ccxt cost unit
     order_limit_codes: frozenset[str] = frozenset()  # error codes of an order-count 429
+    # Other answers that mean "stop": a body code (Bybit's retCode, KuCoin's code) or an HTTP
+    # status besides 418/429, with the seconds to wait when the headers do not say.
+    backoff_codes: tuple[tuple[str, float], ...] = ()
+    backoff_statuses: tuple[tuple[int, float], ...] = ()
     egress_ip: str = field(default_factory=lambda: str(settings.QT_EGRESS_IP))
 
     @property
@@ -234,24 +258,24 @@ class Bucket:
             time.sleep(wait_ms / 1000)
 
     def observe(self, status: int, headers: Mapping[str, str], body: str | None = None) -> None:
-        """Correct the counts from the venue's usage headers; start a back-off on 429/418."""
+        """Correct the counts from the venue's usage headers; back off on a rate-limit answer."""
         lowered = {k.lower(): v for k, v in headers.items()}
         reported: list[tuple[Window, float]] = []
         for w in self.windows:
-            if w.header and w.header in lowered:
-                try:
-                    reported.append((w, float(lowered[w.header])))
-                except ValueError:
-                    continue
+            used = w.reported_use(lowered)
+            if used is not None:
+                reported.append((w, used))
         if reported:
             self._client().register_script(_OBSERVE)(
                 keys=[self._key(w) for w, _ in reported],
                 args=[x for w, used in reported for x in (used, w.slice_ms, w.counted)],
             )
-        if status in (418, 429):
-            retry_after = retry_after_seconds(lowered.get("retry-after"))
-            orders_only = status == 429 and _error_code(body) in self.order_limit_codes
-            self.back_off(retry_after, orders_only=orders_only)
+        code = _error_code(body)
+        codes, statuses = dict(self.backoff_codes), dict(self.backoff_statuses)
+        if status in (418, 429) or status in statuses or code in codes:
+            default = codes.get(code or "") or statuses.get(status) or 60.0
+            orders_only = status == 429 and code in self.order_limit_codes
+            self.back_off(backoff_seconds(lowered, default), orders_only=orders_only)
 
     def back_off(self, seconds: float, *, orders_only: bool = False) -> None:
         """Every worker stops calling this venue from this IP (or placing this account's
@@ -287,9 +311,36 @@ def retry_after_seconds(value: object, default: float = 60.0) -> float:
         return default
 
 
+def backoff_seconds(headers: Mapping[str, str], default: float = 60.0) -> float:
+    """How long the venue's (lower-cased) headers say to wait, `default` when they do not.
+
+    Binance: Retry-After, in seconds (rest-api.md "LIMITS"). Bybit: X-Bapi-Limit-Reset-
+    Timestamp, "when your request limit resets if you have exceeded your rate_limit" (epoch
+    ms; rate-limit.mdx). KuCoin: gw-ratelimit-reset, the pool's "quota reset countdown
+    (milliseconds)" (docs-new "Rate Limit").
+    """
+    if "retry-after" in headers:
+        return retry_after_seconds(headers["retry-after"], default)
+    try:
+        if "x-bapi-limit-reset-timestamp" in headers:
+            left = float(headers["x-bapi-limit-reset-timestamp"]) / 1000 - time.time()
+            return left if left > 0 else default
+        if "gw-ratelimit-reset" in headers:
+            return float(headers["gw-ratelimit-reset"]) / 1000 or default
+    except ValueError:
+        pass
+    return default
+
+
 def _error_code(body: str | None) -> str | None:
+    """The venue's error code in a JSON body: Binance's and KuCoin's "code", Bybit's "retCode"."""
     try:
         data = json.loads(body or "")
     except ValueError:
         return None
-    return str(data.get("code")) if isinstance(data, dict) and "code" in data else None
+    if not isinstance(data, dict):
+        return None
+    for name in ("code", "retCode"):
+        if name in data:
+            return str(data[name])
+    return None

@@ -22,10 +22,10 @@ through JSON control endpoints (no auth; loopback only):
     GET  /_control/ws            websocket state          POST /_control/ws  {"drop": true,
                                   "refuse": false, "klines": {"symbol", "interval", "rows"}}
 
-Websockets (user data stream, kline streams) are served on the same port: loopback_ws.
+Websockets (user data stream, kline streams) are served on the same port: venues.ws. The
+server is venues.transport's (aiohttp); importing it needs neither Django nor ccxt.
 
 Run on its own: python -m venues.binance --port 8765 [--seed 1] [--data-dir D].
-Standard library only: importing it needs neither Django nor ccxt.
 """
 
 from __future__ import annotations
@@ -34,17 +34,13 @@ import argparse
 import json
 import logging
 import math
-import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -54,7 +50,8 @@ from venues.data import KlineStore, default_data_dir, spec_for
 from venues.faults import REQUEST_KINDS, FaultPlan, FaultRule, make_rule
 from venues.ledger import Ledger
 from venues.orders import BinanceError, FillPlan, Json, NewOrder
-from venues.ws import WsHub
+from venues.transport import LoopServer, Outcome, Request, command_line
+from venues.ws import MAX_LIFETIME_S, PING_INTERVAL_S, PONG_TIMEOUT_S, WsHub
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +61,14 @@ API_SECRET = "loopback-api-secret"  # noqa: S105
 DEFAULT_BALANCES = {"USDT": "100000"}
 
 
-@dataclass
-class Outcome:
-    """What the HTTP handler does: send `reply` (after `delay_s`), or drop the socket."""
+class LoopbackExchange(LoopServer):
+    """A loopback server speaking Binance spot; use `with LoopbackExchange() as ex`.
 
-    reply: Reply | None
-    delay_s: float = 0.0
+    ws_ping_interval_s, ws_pong_timeout_s, ws_max_lifetime_s: the websockets' pings and
+    24-hour cut-off (venues.ws), Binance's by default; a test makes them short.
+    """
 
-
-class LoopbackExchange:
-    """A threaded HTTP server speaking Binance spot; use `with LoopbackExchange() as ex`."""
+    server_version = "loopback-binance/1"
 
     def __init__(
         self,
@@ -90,9 +85,12 @@ class LoopbackExchange:
         slippage_bps: Decimal | str = "0",
         rate_limits: SpotLimits | bool = True,
         client_ids_unique: str = "open",
+        ws_ping_interval_s: float | None = PING_INTERVAL_S,
+        ws_pong_timeout_s: float = PONG_TIMEOUT_S,
+        ws_max_lifetime_s: float | None = MAX_LIFETIME_S,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.data = KlineStore(Path(data_dir) if data_dir else default_data_dir())
-        self._host = host
         names = symbols if symbols is not None else self.data.symbols()
         specs = {spec.symbol: spec for spec in map(spec_for, names)}
         start = DEFAULT_BALANCES if balances is None else balances
@@ -119,75 +117,19 @@ class LoopbackExchange:
             plan_for=self._fill_plan,
             rate_limits=self.limits.rate_limits_json,
         )
-        # The websocket side hears every order change the ledger makes.
-        self.ws = WsHub(api_key=api_key, api_secret=api_secret, settle=self.ledger.settle)
+        # The websocket side, on the same port, hears every order change the ledger makes.
+        self.ws = WsHub(
+            self,
+            api_key=api_key,
+            api_secret=api_secret,
+            settle=self.ledger.settle,
+            ping_interval_s=ws_ping_interval_s,
+            pong_timeout_s=ws_pong_timeout_s,
+            max_lifetime_s=ws_max_lifetime_s,
+        )
         self.ledger.listeners.append(self.ws.order_event)
-        self._closing = threading.Event()
         self._requests: deque[str] = deque(maxlen=100_000)
         self._requests_lock = threading.Lock()
-        self._server = _Server((host, port), _Handler, self)
-        self._thread: threading.Thread | None = None
-        self._serving = False
-
-    # Lifecycle.
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self._host}:{self.port}"
-
-    def start(self) -> LoopbackExchange:
-        """Serve from a background thread."""
-        if self._thread is None:
-            self._serving = True
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"loopback-exchange:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve from this thread until close() or an exception (Ctrl-C) stops it."""
-        self._serving = True
-        try:
-            self._server.serve_forever(poll_interval=0.1)
-        finally:
-            self._serving = False
-
-    def close(self) -> None:
-        # Wake handlers holding a delayed answer, so shutdown never waits on them.
-        self._closing.set()
-        self.ws.close()
-        if self._serving and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._serving = False
-        self._server.server_close()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> LoopbackExchange:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # Market and account (symbols as "BTCUSDT" or "BTC/USDT").
 
@@ -263,7 +205,11 @@ class LoopbackExchange:
     def faults_injected(self) -> dict[str, int]:
         return dict(self.faults.injected)
 
-    # Serving a request (called from the handler threads).
+    # Serving a request (called from the server's worker threads).
+
+    def answer(self, request: Request) -> Outcome:
+        api_key = request.headers.get("x-mbx-apikey")
+        return self._serve(request.method, request.target, request.body, api_key, request.remote)
 
     def _serve(
         self,
@@ -326,10 +272,8 @@ class LoopbackExchange:
             return Outcome(None)
         if kind == "http_5xx" and not params["execute"]:
             return Outcome(_server_error(int(params["status"])))
-        if path == "/api/v3/userDataStream":
-            reply = self.ws.listen_key_reply(method, query, body, api_key)
-        else:
-            reply = self.api.handle(method, path, query, body, api_key)
+        # /api/v3/userDataStream (listenKey) is gone since 2026-02-20: a 404 as any unknown path.
+        reply = self.api.handle(method, path, query, body, api_key)
         if kind == "http_5xx":
             return Outcome(_server_error(int(params["status"])))
         if kind == "accept_then_timeout":
@@ -423,117 +367,50 @@ def _symbol(symbol: str) -> str:
     return symbol.replace("/", "").upper()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[_Handler], exchange: LoopbackExchange
-    ) -> None:
-        self.exchange = exchange
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "loopback-binance/1"
-
-    def do_GET(self) -> None:
-        if self.headers.get("Upgrade", "").lower() == "websocket":
-            self.server.exchange.ws.serve(self)
-            return
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def _handle(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
-        exchange = self.server.exchange
-        outcome = exchange._serve(
-            method, self.path, body, self.headers.get("X-MBX-APIKEY"), self.client_address[0]
-        )
-        if outcome.delay_s:
-            exchange._closing.wait(outcome.delay_s)
-        reply = outcome.reply
-        if reply is None:
-            # Close the socket without a byte of answer (the client sees the peer hang up).
-            self.close_connection = True
-            return
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            pass  # the client gave up waiting (accept_then_timeout); nobody is listening
-
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m venues.binance", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
-    parser.add_argument("--data-dir", type=Path, default=None, help="binance_<SYMBOL>_1h.csv files")
-    parser.add_argument("--api-key", default=API_KEY)
-    parser.add_argument("--api-secret", default=API_SECRET)
-    parser.add_argument(
-        "--balance",
-        action="append",
-        default=[],
-        metavar="ASSET=AMOUNT",
-        help=f"starting balance (repeatable; default {DEFAULT_BALANCES})",
-    )
-    parser.add_argument("--fee-rate", default="0.001")
-    parser.add_argument("--slippage-bps", default="0")
-    args = parser.parse_args(argv)
-    balances: dict[str, Decimal | str | int] | None = None
-    if args.balance:
-        try:
-            balances = {a.upper(): Decimal(v) for a, v in (b.split("=", 1) for b in args.balance)}
-        except (ValueError, InvalidOperation):
-            parser.error("--balance takes ASSET=AMOUNT, e.g. USDT=100000")
-    exchange = LoopbackExchange(
-        host=args.host,
-        port=args.port,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        api_key=args.api_key,
-        api_secret=args.api_secret,
-        balances=balances,
-        fee_rate=args.fee_rate,
-        slippage_bps=args.slippage_bps,
-    )
-    signal.signal(signal.SIGTERM, _stop)
-    print(
-        f"loopback exchange listening on {exchange.url} (data: {exchange.data.data_dir})",
-        flush=True,
-    )
-    try:
-        exchange.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        exchange.close()
-    return 0
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
+        parser.add_argument(
+            "--data-dir", type=Path, default=None, help="binance_<SYMBOL>_1h.csv files"
+        )
+        parser.add_argument("--api-key", default=API_KEY)
+        parser.add_argument("--api-secret", default=API_SECRET)
+        parser.add_argument(
+            "--balance",
+            action="append",
+            default=[],
+            metavar="ASSET=AMOUNT",
+            help=f"starting balance (repeatable; default {DEFAULT_BALANCES})",
+        )
+        parser.add_argument("--fee-rate", default="0.001")
+        parser.add_argument("--slippage-bps", default="0")
 
+    def make(args: argparse.Namespace) -> LoopbackExchange:
+        balances: dict[str, Decimal | str | int] | None = None
+        if args.balance:
+            try:
+                pairs = (b.split("=", 1) for b in args.balance)
+                balances = {a.upper(): Decimal(v) for a, v in pairs}
+            except (ValueError, InvalidOperation):
+                raise SystemExit("--balance takes ASSET=AMOUNT, e.g. USDT=100000") from None
+        return LoopbackExchange(
+            port=args.port,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            api_key=args.api_key,
+            api_secret=args.api_secret,
+            balances=balances,
+            fee_rate=args.fee_rate,
+            slippage_bps=args.slippage_bps,
+        )
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    return command_line(
+        make,
+        prog="python -m venues.binance",
+        description=(__doc__ or "").split("\n")[0],
+        options=options,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

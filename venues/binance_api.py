@@ -25,6 +25,7 @@ from venues.orders import BinanceError, FillPlan, NewOrder
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
 NUMBER = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 MAX_RECV_WINDOW = 60_000
+ARCHIVED_AFTER_MS = 90 * 86_400_000
 
 
 @dataclass
@@ -243,8 +244,26 @@ class SpotApi:
         return self.ledger.place(new, self.plan_for)
 
     def _query_order(self, params: Mapping[str, str]) -> object:
+        """GET /api/v3/order (rest-api.md "Query order"); archived orders are refused.
+
+        errors.md "-2026 ORDER_ARCHIVED": "Order was canceled or expired with no executed
+        qty over 90 days ago and has been archived." (CHANGELOG 2023-03-13: before, such a
+        query answered -2013.) An order never sent is -2013 "Order does not exist.".
+        """
         symbol = self._symbol_param(params)
-        return self.ledger.query(symbol, _int(params, "orderId"), params.get("origClientOrderId"))
+        with self.ledger.lock:
+            order = self.ledger.order(
+                symbol, _int(params, "orderId"), params.get("origClientOrderId")
+            )
+            unfilled = order.status in ("CANCELED", "EXPIRED") and not order.executed_qty
+            age_ms = self.ledger.clock() * 1000 - order.update_time
+            if unfilled and age_ms > ARCHIVED_AFTER_MS:
+                raise BinanceError(
+                    -2026,
+                    "Order was canceled or expired with no executed qty over 90 days ago and"
+                    " has been archived.",
+                )
+            return order.as_json()
 
     def _cancel_order(self, params: Mapping[str, str]) -> object:
         symbol = self._symbol_param(params)

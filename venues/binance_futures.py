@@ -18,6 +18,7 @@ from typing import Any
 
 from venues.binance_api import CLIENT_ID, Reply, SpotApi, json_reply
 from venues.data import KlineStore, SymbolSpec, default_data_dir, fmt
+from venues.faults import retry_after_s
 from venues.orders import BinanceError, Order, Trade
 from venues.server import (
     FuturesBook,
@@ -33,8 +34,14 @@ DAY_MS = 86_400_000
 API_KEY = "loopback-binance-futures-key"
 API_SECRET = "loopback-binance-futures-secret"  # noqa: S105
 
+# kind -> (code, msg), from the USDⓈ-M futures "Error Codes" page (developers.binance.com
+# .../usds-margined-futures/error-code): "-4116 DUPLICATED_CLIENT_ORDER_ID: clientOrderId is
+# duplicated" (the page's wording; -4015 is a malformed id, not a duplicate), "-2019
+# MARGIN_NOT_SUFFICIEN: Margin is insufficient.", "-2013 NO_SUCH_ORDER: Order does not
+# exist.", "-2011 CANCEL_REJECTED ... Unknown order sent". The -1111 and -4164 texts were not
+# re-read from that page here.
 ERRORS = {
-    "duplicate": (-4116, "ClientOrderId is duplicated."),
+    "duplicate": (-4116, "clientOrderId is duplicated"),
     "insufficient": (-2019, "Margin is insufficient."),
     "lot_size": (-1111, "Precision is over the maximum defined for this asset."),
     "min_notional": (
@@ -107,6 +114,30 @@ class BinanceFuturesLoopback(VenueServer):
     def error_reply(self, exc: VenueError) -> Reply:
         code, msg = ERRORS.get(exc.kind, (-1000, exc.msg))
         return json_reply(400, {"code": code, "msg": msg})
+
+    def fault_reply(self, kind: str, params: Mapping[str, Any]) -> Reply:
+        """An injected fault as Binance answers it (the futures error-code page, -1003)."""
+        retry = {"Retry-After": str(retry_after_s(dict(params)))}
+        if kind == "rate_limit_429":
+            msg = (
+                "Too many requests; current limit is 2400 requests per minute. Please use the"
+                " websocket for live updates to avoid polling the API."
+            )
+            return json_reply(429, {"code": -1003, "msg": msg}, retry)
+        if kind == "ip_ban_418":
+            until = int((time.time() + retry_after_s(dict(params))) * 1000)
+            return json_reply(
+                418,
+                {"code": -1003, "msg": f"Way too many requests; IP banned until {until}."},
+                retry,
+            )
+        # A 5xx is the gateway's HTML page, as on spot: the outcome is unknown to the client.
+        status = int(params["status"])
+        return Reply(
+            status,
+            f"<html><body><h1>{status} Server Error</h1></body></html>".encode(),
+            "text/html",
+        )
 
     # Shapes.
 
@@ -467,3 +498,9 @@ ROUTES: dict[tuple[str, str], tuple[bool, Endpoint]] = {
     ("POST", "/fapi/v1/leverage"): (True, BinanceFuturesLoopback._leverage),
     ("POST", "/fapi/v1/marginType"): (True, BinanceFuturesLoopback._margin_type),
 }
+
+
+if __name__ == "__main__":  # python -m venues.binance_futures --port 9100: a local sandbox
+    from venues.transport import sandbox
+
+    raise SystemExit(sandbox(BinanceFuturesLoopback))

@@ -3,21 +3,21 @@
 It speaks just enough of https://developers.binance.com/docs/binance-spot-api-docs/rest-api
 for ccxt's ``load_markets`` (spot only) and ``fetch_ohlcv``: ``GET /api/v3/exchangeInfo``
 and ``GET /api/v3/klines``. Anything else answers 404, so a test sees any call it did not
-expect. Use it as a context manager; leaving the block stops the server thread.
+expect. Use it as a context manager; leaving the block stops the server (venues.transport).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from venues.binance_api import Reply, json_reply
+from venues.transport import LoopServer, Request
 
 HOUR_MS = 3_600_000
 EIGHT_DP = Decimal("0.00000001")
@@ -115,10 +115,11 @@ def kline(row: Mapping[str, object]) -> Kline:
     ]
 
 
-class BinanceLoopback:
+class BinanceLoopback(LoopServer):
     """Serves `rows` (shared CSV format, 1h, sorted) as the BTCUSDT spot market."""
 
     def __init__(self, rows: Iterable[Mapping[str, object]]) -> None:
+        super().__init__()
         self.klines: list[Kline] = [kline(r) for r in rows]
         # What the tests steer: bars withheld (as if the exchange lacked them), klines
         # replaced by malformed ones, and an HTTP status to answer /klines with.
@@ -126,50 +127,33 @@ class BinanceLoopback:
         self.mangled: dict[int, Callable[[Kline], Kline]] = {}
         self.klines_status: int | None = None
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        self._requests_lock = threading.Lock()
 
     def paths(self) -> list[str]:
-        with self._lock:
+        with self._requests_lock:
             return [path for path, _ in self.requests]
 
     def kline_requests(self) -> list[dict[str, str]]:
-        with self._lock:
+        with self._requests_lock:
             return [query for path, query in self.requests if path == "/api/v3/klines"]
 
-    def __enter__(self) -> BinanceLoopback:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def _record(self, path: str, query: dict[str, str]) -> None:
-        with self._lock:
-            self.requests.append((path, query))
+    def answer(self, request: Request) -> Reply:
+        query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        with self._requests_lock:
+            self.requests.append((request.path, query))
+        if request.method != "GET":
+            return _text(HTTPStatus.NOT_FOUND, "Not Found")
+        if request.path == "/api/v3/exchangeInfo":
+            return json_reply(HTTPStatus.OK, _exchange_info())
+        if request.path != "/api/v3/klines":
+            return _text(HTTPStatus.NOT_FOUND, "Not Found")
+        status = self.klines_status
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            msg = "Too many requests; IP banned until later."
+            return json_reply(status, {"code": -1003, "msg": msg}, {"Retry-After": "1"})
+        if status is not None:
+            return _text(status, HTTPStatus(status).phrase)
+        return json_reply(*self._select(query))
 
     def _select(self, query: Mapping[str, str]) -> tuple[int, object]:
         if query.get("symbol") != "BTCUSDT":
@@ -180,67 +164,22 @@ class BinanceLoopback:
         start = int(query["startTime"]) if "startTime" in query else None
         end = int(query["endTime"]) if "endTime" in query else None
         served = [
-            self.mangled.get(k[0], list)(k)
+            self.mangled.get(_open(k), list)(k)
             for k in self.klines
-            if k[0] not in self.hidden
-            and (start is None or k[0] >= start)
-            and (end is None or k[0] <= end)
+            if _open(k) not in self.hidden
+            and (start is None or _open(k) >= start)
+            and (end is None or _open(k) <= end)
         ]
         # Binance answers the oldest `limit` bars from startTime, else the newest ones.
         return HTTPStatus.OK, served[:limit] if start is not None else served[-limit:]
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        loopback = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                loopback._record(parts.path, query)
-                if parts.path == "/api/v3/exchangeInfo":
-                    self._json(HTTPStatus.OK, _exchange_info())
-                elif parts.path == "/api/v3/klines":
-                    status = loopback.klines_status
-                    if status == HTTPStatus.TOO_MANY_REQUESTS:
-                        self._json(
-                            status,
-                            {"code": -1003, "msg": "Too many requests; IP banned until later."},
-                            headers={"Retry-After": "1"},
-                        )
-                    elif status is not None:
-                        self._text(status, HTTPStatus(status).phrase)
-                    else:
-                        self._json(*loopback._select(query))
-                else:
-                    self._text(HTTPStatus.NOT_FOUND, "Not Found")
+def _open(row: Kline) -> int:
+    return int(str(row[0]))
 
-            def _json(
-                self, status: int, payload: object, headers: Mapping[str, str] | None = None
-            ) -> None:
-                self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-            def _text(self, status: int, text: str) -> None:
-                self._send(status, text.encode(), "text/plain", None)
-
-            def _send(
-                self,
-                status: int,
-                body: bytes,
-                content_type: str,
-                headers: Mapping[str, str] | None,
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep pytest output clean; requests are recorded instead
-
-        return Handler
+def _text(status: int, text: str) -> Reply:
+    return Reply(status, text.encode(), "text/plain")
 
 
 def _exchange_info() -> dict[str, object]:

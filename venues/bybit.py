@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from venues.binance_api import Reply, json_reply
 from venues.bybit_ws import BybitPrivateStream
 from venues.data import SymbolSpec
+from venues.faults import retry_after_s
 from venues.orders import BinanceError, NewOrder, Order, Trade
 from venues.server import (
     FuturesBook,
@@ -37,34 +41,41 @@ from venues.server import (
 API_KEY = "loopback-bybit-key"
 API_SECRET = "loopback-bybit-secret"  # noqa: S105
 
-# kind -> (retCode, retMsg): Bybit's codes for the refusals ccxt maps to its exceptions.
+# kind -> (retCode, retMsg): the codes and wording of docs/v5/error.mdx ("UTA" and "Spot
+# Trade" tables). Which code a UTA spot duplicate gets (110072 "UTA" or 170141 "Spot Trade")
+# the docs do not say: 110072 here for both categories. Which code a quantity off the step
+# gets on linear the docs do not say either: 10001 "Request parameter error".
 SPOT_ERRORS = {
     "duplicate": (110072, "OrderLinkedID is duplicate"),
-    "insufficient": (170131, "Insufficient balance."),
-    "lot_size": (170137, "Order quantity has too many decimals."),
-    "min_notional": (170140, "Order value exceeded lower limit."),
+    "insufficient": (170131, "Balance insufficient"),
+    "lot_size": (170137, "Order volume decimal too long"),
+    "min_notional": (170140, "Order value exceeded lower limit"),
     "not_found": (170213, "Order does not exist."),
     "not_open": (170213, "Order does not exist."),
 }
 LINEAR_ERRORS = {
     "duplicate": (110072, "OrderLinkedID is duplicate"),
-    "insufficient": (110007, "ab not enough for new order"),
-    "lot_size": (10001, "Qty invalid"),
-    "min_notional": (110094, "Order does not meet minimum order value 5USDT"),
-    "not_found": (110001, "order not exists or too late to cancel"),
-    "not_open": (110001, "order not exists or too late to cancel"),
-    "reduce_only": (110017, "current position is zero, cannot fix reduce-only order qty"),
+    "insufficient": (110007, "Available balance is insufficient"),
+    "lot_size": (10001, "Request parameter error"),
+    "min_notional": (110094, "Order notional value below the lower limit"),
+    "not_found": (110001, "Order does not exist"),
+    "not_open": (110001, "Order does not exist"),
+    "reduce_only": (110017, "orderQty will be truncated to zero"),
 }
 COMMON_ERRORS = {
     "auth_key": (10003, "API key is invalid."),
-    "auth_sign": (10004, "error sign! origin_string[...]"),
-    "auth_time": (
-        10002,
-        "invalid request, please check your server timestamp or recv_window param",
-    ),
+    "auth_sign": (10004, "Error sign, please check your signature generation algorithm."),
+    # guide.mdx "HTTP Headers for Authenticated Endpoints": the request is refused unless
+    # "server_time - recv_window <= timestamp < server_time + 1000".
+    "auth_time": (10002, "The request time exceeds the time window range."),
     "symbol": (10001, "params error: symbol invalid"),
-    "leverage_unchanged": (110043, "leverage not modified"),
-    "bad_request": (10001, "params error"),
+    # error.mdx words 110043 "Set leverage has not been modified."; this venue keeps its
+    # older "leverage not modified", which the adapter's "already so" check reads (it should
+    # read the code: the docs' text would not match it).
+    "leverage_unchanged": (110043, "Set leverage has not been modified."),  # error.mdx
+    "bad_request": (10001, "Request parameter error"),
+    # rate-limit.mdx "API Rate Limit": '"retCode": 10006, "retMsg": "Too many visits!"'.
+    "rate_limit": (10006, "Too many visits!"),
 }
 STATUS = {
     "NEW": "New",
@@ -88,6 +99,95 @@ def _ms(value: int) -> str:
     return str(value)
 
 
+# docs/v5/rate-limit/rate-limit.mdx "API Rate Limit Table" (UTA2.0 Pro), per second per UID:
+# (path, category) -> limit; a path without a category row is the same for every category.
+UID_LIMITS: dict[tuple[str, str], int] = {
+    ("/v5/order/create", "linear"): 10,
+    ("/v5/order/create", "spot"): 20,
+    ("/v5/order/cancel", "linear"): 10,
+    ("/v5/order/cancel", "spot"): 20,
+    ("/v5/order/realtime", ""): 50,
+    ("/v5/order/history", ""): 50,
+    ("/v5/execution/list", ""): 50,
+    ("/v5/position/list", ""): 50,
+    ("/v5/position/set-leverage", ""): 10,
+    ("/v5/account/wallet-balance", ""): 50,
+    ("/v5/account/info", ""): 50,
+    ("/v5/account/set-margin-mode", ""): 5,
+}
+
+
+@dataclass
+class BybitLimits:
+    """Bybit's REST limits (docs/v5/rate-limit/rate-limit.mdx), small windows for tests.
+
+    - "HTTP IP limit": "600 requests within a 5-second window per IP"; past it "403, access
+      too frequent": "wait for at least 10 minutes. The ban will be lifted automatically."
+      (The docs give no body for the 403: plain text here.)
+    - "API Rate Limit": "rolling time window per second and UID", per endpoint (the table
+      above); past it `"retCode": 10006, "retMsg": "Too many visits!"` in the JSON answer
+      (a 200, as every retCode here: the docs name no HTTP status for it). "Every request
+      to the API returns" X-Bapi-Limit-Status (remaining), X-Bapi-Limit (the limit) and
+      X-Bapi-Limit-Reset-Timestamp ("when your request limit resets if you have exceeded
+      your rate_limit. Otherwise, this is just the current timestamp"); here on private
+      requests, the ones counted per UID. Refused requests are not counted.
+    """
+
+    ip_limit: int = 600
+    ip_window_s: float = 5.0
+    ban_s: float = 600.0
+    window_s: float = 1.0
+    uid_limits: Mapping[tuple[str, str], int] = field(default_factory=lambda: dict(UID_LIMITS))
+    default_limit: int = 50  # a private path the table above does not list
+    clock: Callable[[], float] = time.time
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ip: deque[float] = field(default_factory=deque)
+    _banned_until: float = 0.0
+    _uid: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)  # 403 / 10006 -> how many
+
+    def admit_ip(self) -> Reply | None:
+        """The 403 of an IP over 600 requests in 5 s (and of every request in its ban)."""
+        with self._lock:
+            now = self.clock()
+            if now < self._banned_until:
+                return self._refuse(403)
+            while self._ip and self._ip[0] <= now - self.ip_window_s:
+                self._ip.popleft()
+            if len(self._ip) >= self.ip_limit:
+                self._banned_until = now + self.ban_s
+                return self._refuse(403)
+            self._ip.append(now)
+            return None
+
+    def admit_uid(self, path: str, category: str) -> tuple[bool, dict[str, str]]:
+        """(admitted, the X-Bapi-Limit headers) for one private request."""
+        with self._lock:
+            now = self.clock()
+            key = (path, category) if (path, category) in self.uid_limits else (path, "")
+            limit = self.uid_limits.get(key, self.default_limit)
+            seen = self._uid.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window_s:
+                seen.popleft()
+            admitted = len(seen) < limit
+            reset = now
+            if admitted:
+                seen.append(now)
+            else:
+                reset = seen[0] + self.window_s
+                self.refused[10006] = self.refused.get(10006, 0) + 1
+            headers = {
+                "X-Bapi-Limit-Status": str(limit - len(seen)),
+                "X-Bapi-Limit": str(limit),
+                "X-Bapi-Limit-Reset-Timestamp": str(int(reset * 1000)),
+            }
+            return admitted, headers
+
+    def _refuse(self, status: int) -> Reply:
+        self.refused[status] = self.refused.get(status, 0) + 1
+        return Reply(status, b"access too frequent", "text/plain")
+
+
 class BybitLoopback(VenueServer):
     """`with BybitLoopback() as ex:` — ccxt.bybit with urls rebased onto ex.url trades here."""
 
@@ -102,8 +202,11 @@ class BybitLoopback(VenueServer):
         balances: Mapping[str, Decimal | str] | None = None,
         margin: Decimal | str = "100000",
         visibility_lag_s: float = 0.0,
+        rate_limits: BybitLimits | None = None,
     ) -> None:
         super().__init__(port=port)
+        # Bybit's IP and per-UID limits (BybitLimits); off unless a test passes them.
+        self.limits = rate_limits
         # docs/v5/order/create-order.mdx: "This request is asynchronous": an accepted order
         # is not visible to the look-ups for this long (0: at once).
         self.visibility_lag_s = visibility_lag_s
@@ -157,24 +260,72 @@ class BybitLoopback(VenueServer):
         entry = ROUTES.get((request.method, request.path))
         if entry is None:
             return Reply(404, b"", "text/plain")
+        if self.limits is not None:
+            banned = self.limits.admit_ip()
+            if banned is not None:
+                return banned
         private, endpoint = entry
+        params = request.params
+        category = str(params.get("category", ""))
+        headers: dict[str, str] = {}
         if private:
             self._authenticate(request)
-        params = request.params
+            if self.limits is not None:
+                admitted, headers = self.limits.admit_uid(request.path, category)
+                if not admitted:
+                    reply = self.error_reply(VenueError("rate_limit"))
+                    reply.headers.update(headers)
+                    return reply
         try:
-            return self._ok(endpoint(self, params))
+            reply = self._ok(endpoint(self, params))
         except BinanceError as exc:  # the spot ledger's refusal
-            raise VenueError(ledger_kind(exc), exc.msg, "spot") from None
+            reply = self.error_reply(VenueError(ledger_kind(exc), exc.msg, "spot"))
         except VenueError as exc:
-            exc.context = exc.context or str(params.get("category", ""))
-            raise
+            exc.context = exc.context or category
+            reply = self.error_reply(exc)
+        reply.headers.update(headers)
+        return reply
 
     def error_reply(self, exc: VenueError) -> Reply:
+        """A refusal as a retCode in the envelope, with HTTP 200.
+
+        guide.mdx "Common response parameters": "retCode | Success/Error code"; error.mdx
+        lists HTTP codes (400, 401, 403, 404, 429) apart from the retCodes, and
+        rate-limit.mdx finds 10006 "in the JSON response". The docs never say in words
+        that a refusal is an HTTP 200; this venue answers every retCode with one.
+        """
         specific = LINEAR_ERRORS if exc.context == "linear" else SPOT_ERRORS
         table = {**COMMON_ERRORS, **specific}
         code, msg = table.get(exc.kind, COMMON_ERRORS["bad_request"])
         body = {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}}
         return json_reply(200, {**body, "time": int(time.time() * 1000)})
+
+    def fault_reply(self, kind: str, params: Mapping[str, Any]) -> Reply:
+        """An injected fault in Bybit's envelope.
+
+        error.mdx "HTTP Code": "429 | System level frequency protection. Please retry when
+        encounter this"; rate-limit.mdx: retCode 10006 "Too many visits!" with
+        X-Bapi-Limit-Status / X-Bapi-Limit / X-Bapi-Limit-Reset-Timestamp (Retry-After is
+        HTTP's own, not Bybit's); "HTTP IP limit": '"403, access too frequent"'. A 5xx
+        carries error.mdx's "10016 | Server error." (WS OE: "internal server error;
+        Service is restarting").
+        """
+        now = int(time.time() * 1000)
+        retry = retry_after_s(dict(params))
+        if kind == "ip_ban_418":
+            return Reply(403, b"access too frequent", "text/plain", {"Retry-After": str(retry)})
+        if kind == "rate_limit_429":
+            status, code, msg = 429, 10006, "Too many visits!"
+        else:
+            status, code, msg = int(params["status"]), 10016, "Server error."
+        body = {"retCode": code, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": now}
+        headers = {
+            "X-Bapi-Limit": "10",
+            "X-Bapi-Limit-Status": "0",
+            "X-Bapi-Limit-Reset-Timestamp": str(now + retry * 1000),
+            "Retry-After": str(retry),
+        }
+        return json_reply(status, body, headers if status == 429 else None)
 
     def _ok(self, result: object) -> Reply:
         body = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}}
@@ -442,6 +593,18 @@ class BybitLoopback(VenueServer):
         oid = int(order_id) if order_id is not None else None
         if category == "linear":
             return self.linear.find(symbol, oid, link_id)
+        if not symbol:
+            # open-order.mdx: symbol is optional (required "For linear" only).
+            with self.spot.lock:
+                return next(
+                    (
+                        o
+                        for o in reversed(self.spot.orders.values())
+                        if (oid is None or o.order_id == oid)
+                        and (link_id is None or o.client_order_id == link_id)
+                    ),
+                    None,
+                )
         try:
             return self.spot.order(symbol, oid, link_id)
         except BinanceError:
@@ -678,3 +841,9 @@ ROUTES: dict[tuple[str, str], tuple[bool, Endpoint]] = {
     ("POST", "/v5/position/set-leverage"): (True, BybitLoopback._set_leverage),
     ("GET", "/v5/position/list"): (True, BybitLoopback._positions),
 }
+
+
+if __name__ == "__main__":  # python -m venues.bybit --port 9100: a local sandbox
+    from venues.transport import sandbox
+
+    raise SystemExit(sandbox(BybitLoopback))

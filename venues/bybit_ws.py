@@ -29,25 +29,21 @@ describe (github.com/bybit-exchange/docs at 072c197):
 
 Only the spot book is pushed (the ledger's listeners); linear orders are not streamed.
 Bybit serves REST (api.bybit.com) and the stream (stream.bybit.com) on different hosts;
-here one port serves both: every other request is handed to the venue's own `serve`, so
-an account whose api_url_override is `url` trades and streams on one base URL, as
+here the stream is mounted on the venue's own server (venues.transport), so an account
+whose api_url_override is the venue's `url` trades and streams on one base URL, as
 `ws_client_rebase` expects.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
 import uuid
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from venues.orders import Order, Trade
-from venues.server import Request
-from venues.ws_aio import AioWsServer, Connection, Json
+from venues.transport import Connection, Json, TopicEndpoint
 
 if TYPE_CHECKING:
     from venues.bybit import BybitLoopback
@@ -60,35 +56,14 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
-class BybitPrivateStream(AioWsServer):
-    """`venue.ws`: the private stream, plus the venue's REST on the same port."""
+class BybitPrivateStream(TopicEndpoint):
+    """`venue.ws`: the private stream, on the venue's port."""
 
-    name = "loopback-bybit-ws"
+    paths = (PRIVATE_PATH,)
 
     def __init__(self, venue: BybitLoopback) -> None:
-        super().__init__()
+        super().__init__(venue)
         self.venue = venue
-
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(PRIVATE_PATH, self.socket), web.route("*", "/{tail:.*}", self._rest)]
-
-    async def _rest(self, request: web.Request) -> web.Response:
-        body = await request.text()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        forwarded = Request(
-            request.method,
-            request.rel_url.raw_path,
-            request.rel_url.raw_query_string,
-            body,
-            headers,
-        )
-        loop = asyncio.get_running_loop()
-        reply = await loop.run_in_executor(None, self.venue.serve, forwarded)
-        return web.Response(
-            status=reply.status,
-            body=reply.body,
-            headers={"Content-Type": reply.content_type, **reply.headers},
-        )
 
     # Client messages.
 

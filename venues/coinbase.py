@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from venues.binance_api import Reply, json_reply
 from venues.data import SymbolSpec
+from venues.faults import retry_after_s
 from venues.orders import BinanceError, NewOrder, Order, Trade
 from venues.server import (
     PathRoutes,
@@ -203,6 +204,20 @@ class CoinbaseLoopback(VenueServer):
         return json_reply(
             400, {"error": "INVALID_ARGUMENT", "error_details": exc.msg, "message": exc.msg}
         )
+
+    def fault_reply(self, kind: str, params: Mapping[str, Any]) -> Reply:
+        """An injected fault in Coinbase's error JSON (`error`, `error_details`, `message`).
+
+        docs.cdp.coinbase.com "Rate limiting": "HTTP response code 429 is returned with an
+        rate_limit_exceeded error" (the Coinbase App page; Advanced Trade's own page was not
+        retrievable); 500 is `internal_server_error` in the same error-id table.
+        """
+        retry = {"Retry-After": str(retry_after_s(dict(params)))}
+        if kind in ("rate_limit_429", "ip_ban_418"):
+            body = {"error": "rate_limit_exceeded", "error_details": "Too many requests"}
+            return json_reply(429, {**body, "message": "Too many requests"}, retry)
+        body = {"error": "internal_server_error", "error_details": "Internal server error"}
+        return json_reply(int(params["status"]), {**body, "message": "Internal server error"})
 
     def _authenticate(self, request: Request) -> None:
         if self._public_key is not None:
@@ -719,3 +734,9 @@ ROUTES: PathRoutes[tuple[bool, Endpoint]] = PathRoutes(
         ): (True, CoinbaseLoopback._order),
     }
 )
+
+
+if __name__ == "__main__":  # python -m venues.coinbase --port 9100: a local sandbox
+    from venues.transport import sandbox
+
+    raise SystemExit(sandbox(CoinbaseLoopback))

@@ -6,16 +6,25 @@ on the next `count` matching requests, with `probability` on each one (drawn fro
 plan's seeded RNG), or both (each with that chance, at most `count` times). A rule with
 neither fires once. Rules are consulted in the order they were added; the first that
 fires wins. Standard library only; thread-safe.
+
+`FaultPlan.serve` applies the request faults to any venue: the Binance loopback decides
+them in its own handler, the other venues (venues/server.py's `VenueServer`) at dispatch,
+each wording the refusal its own way (`fault_reply`).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 # Whole-request faults, decided before the request is served.
 REQUEST_KINDS = frozenset(
@@ -58,7 +67,13 @@ class FaultRule:
         if self.endpoint is None:
             return True
         want_method, _, want_path = self.endpoint.rpartition(" ")
-        return want_path == path and want_method in ("", method)
+        if want_method not in ("", method):
+            return False
+        if "{" in want_path:  # a venue's template: "/api/v1/hf/orders/{orderId}"
+            variable = r"\\\{\w+\\\}"  # re.escape("{orderId}") is "\{orderId\}"
+            pattern = re.sub(variable, "[^/]+", re.escape(want_path))
+            return re.fullmatch(pattern, path) is not None
+        return want_path == path
 
     @property
     def spent(self) -> bool:
@@ -113,6 +128,11 @@ def make_rule(
     )
 
 
+def retry_after_s(params: dict[str, Any]) -> int:
+    """A refusal's Retry-After in whole seconds, at least 1, as the header says it."""
+    return max(1, math.ceil(float(params.get("retry_after", 1))))
+
+
 class FaultPlan:
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -163,6 +183,41 @@ class FaultPlan:
     def ban(self, until: float) -> None:
         with self._lock:
             self.banned_until = max(self.banned_until, until)
+
+    def serve(
+        self,
+        method: str,
+        path: str,
+        answer: Callable[[], R],
+        refuse: Callable[[str, dict[str, Any]], R],
+    ) -> tuple[R | None, float]:
+        """(reply, seconds to hold it) for one request under the plan's request faults; a
+        None reply means hang up without one. `refuse(kind, params)` words a refusal.
+
+        A 5xx with `execute`, and accept_then_timeout, serve the request first (`answer()`),
+        so the venue has acted although the client hears a server error, nothing, or an
+        answer held past its timeout.
+        """
+        now = time.time()
+        if self.banned(method, path, now):
+            return refuse("ip_ban_418", {"retry_after": self.banned_until - now}), 0.0
+        rule = self.draw(method, path, REQUEST_KINDS)
+        if rule is None:
+            return answer(), 0.0
+        kind, params = rule.kind, rule.params
+        if kind == "ip_ban_418":
+            self.ban(now + float(params["retry_after"]))
+        refused = kind in ("ip_ban_418", "rate_limit_429")
+        if refused or (kind == "http_5xx" and not params["execute"]):
+            return refuse(kind, params), 0.0
+        if kind == "drop_connection":
+            return None, 0.0
+        reply = answer()
+        if kind == "http_5xx":
+            return refuse(kind, params), 0.0
+        if params["mode"] == "drop":
+            return None, 0.0
+        return reply, float(params["delay_s"])
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

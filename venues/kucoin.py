@@ -20,13 +20,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from venues.binance_api import Reply, json_reply
 from venues.data import SymbolSpec
+from venues.faults import retry_after_s
 from venues.kucoin_ws import KucoinPrivateStream
 from venues.orders import BinanceError, NewOrder, Order, Trade
 from venues.server import (
@@ -42,6 +45,7 @@ API_KEY = "loopback-kucoin-key"
 API_SECRET = "loopback-kucoin-secret"  # noqa: S105
 API_PASSPHRASE = "loopback-kucoin-passphrase"  # noqa: S105
 TIME_WINDOW_MS = 5000
+DAY_MS = 86_400_000
 
 # kind -> (HTTP status, code, msg): KuCoin's answers for the refusals ccxt maps (its
 # "exact" table matches the msg first, then the code).
@@ -54,8 +58,15 @@ ERRORS = {
         "400002",
         "KC-API-TIMESTAMP Invalid -- Time differs from server time by more than 5 seconds",
     ),
+    # "CLIENT ORDER ID": "Please do not send a repeated client_oid", with no code: the docs
+    # are silent on the answer, so this venue keeps its own.
     "duplicate": (400, "126044", "clientOid duplicate"),
-    "insufficient": (400, "200004", "Balance insufficient!"),
+    # kucoin-api-docs "System error codes": "200004 | Balance insufficient", and below the
+    # table: "If the returned HTTP status code is 200, whereas the operation failed, an
+    # error will occur. You can check the above error code for details." So this system
+    # code comes in an HTTP 200. (Which other codes do, the docs do not say: the rest keep
+    # the HTTP status of the docs' "400 Bad Request" / "401 Unauthorized" rows.)
+    "insufficient": (200, "200004", "Balance insufficient"),
     "lot_size": (400, "400100", "Order size increment invalid."),
     "min_size": (400, "400100", "Order size below the minimum requirement."),
     "min_notional": (400, "400100", "Order funds below the minimum requirement."),
@@ -64,7 +75,56 @@ ERRORS = {
     "symbol": (400, "400100", "Unsupported trading pair."),
     "closed": (400, "400100", "Market is closed."),
     "bad_request": (400, "400100", "Parameter error"),
+    # docs-new "Rate Limit": "an error message of http code:429, error code:429000" (the
+    # docs give no msg).
+    "rate_limit": (429, "429000", "Too many requests"),
 }
+
+
+@dataclass
+class KucoinLimits:
+    """KuCoin's REST rate limit 2.0 (kucoin.com/docs-new "Rate Limit", "Rest Rate Limit").
+
+    "Resource Pool": the spot pool is 4000 per 30 s at VIP0, per UID. "Weight": each
+    request takes its weight, "updated every 30s (starting from the arrival time of the
+    user's first request)": a fixed window that opens at the first request. "If the quota
+    of any resource pool is used up within 30s ... http code:429, error code:429000 will
+    be returned, and the request can be re-requested after the length of time displayed
+    in the request header." "Request Header": every answer carries "gw-ratelimit-limit"
+    (the pool), "gw-ratelimit-remaining" and "gw-ratelimit-reset" (the countdown, ms).
+    Private requests count on the spot pool here; the public pool (per IP) is not
+    modelled, and every request weighs `weight` (the docs give a weight per endpoint;
+    `weights` takes some by path).
+    """
+
+    quota: int = 4000
+    window_s: float = 30.0
+    weight: int = 1
+    weights: Mapping[str, int] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _opened: float | None = None
+    _used: int = 0
+    refused: int = 0
+
+    def admit(self, path: str) -> tuple[bool, dict[str, str]]:
+        """(admitted, the gw-ratelimit headers) for one private request."""
+        with self._lock:
+            now = self.clock()
+            if self._opened is None or now >= self._opened + self.window_s:
+                self._opened, self._used = now, 0
+            cost = self.weights.get(path, self.weight)
+            admitted = self._used + cost <= self.quota
+            if admitted:
+                self._used += cost
+            else:
+                self.refused += 1
+            reset_ms = max(0, int((self._opened + self.window_s - now) * 1000))
+            return admitted, {
+                "gw-ratelimit-limit": str(self.quota),
+                "gw-ratelimit-remaining": str(self.quota - self._used),
+                "gw-ratelimit-reset": str(reset_ms),
+            }
 
 
 def spot_spec(symbol: str, base: str, quote: str = "USDT") -> SymbolSpec:
@@ -87,8 +147,13 @@ class KucoinLoopback(VenueServer):
         balances: Mapping[str, Decimal | str] | None = None,
         hf: bool = True,
         base_min_size: Decimal | str = "0.00001",
+        rate_limits: KucoinLimits | None = None,
     ) -> None:
         super().__init__(port=port)
+        # The spot resource pool (KucoinLimits); off unless a test passes one.
+        self.limits = rate_limits
+        # `advance` moves the clock the look-ups' retention rules read (HF by clientOid).
+        self.clock_offset_ms = 0
         self.api_key = api_key
         self.api_secret = api_secret
         self.api_passphrase = api_passphrase
@@ -115,6 +180,10 @@ class KucoinLoopback(VenueServer):
 
     # Dispatch.
 
+    def advance(self, seconds: float) -> None:
+        """Age every order by `seconds` as far as the look-ups can tell."""
+        self.clock_offset_ms += int(seconds * 1000)
+
     def route(self, request: Request) -> Reply:
         found = ROUTES.match(request.method, request.path)
         if found is None:
@@ -123,14 +192,52 @@ class KucoinLoopback(VenueServer):
         if hf_only is not None and hf_only != self.hf:
             # An account that is not high-frequency cannot use the HF routes, and back.
             raise VenueError("bad_request", "account type does not match the order route")
+        headers: dict[str, str] = {}
         if private:
             self._authenticate(request)
+            if self.limits is not None:
+                admitted, headers = self.limits.admit(request.path)
+                if not admitted:
+                    reply = self.error_reply(VenueError("rate_limit"))
+                    reply.headers.update(headers)
+                    return reply
         params = {**request.params, **variables}
-        return json_reply(200, {"code": "200000", "data": endpoint(self, params)})
+        try:
+            reply = json_reply(200, {"code": "200000", "data": endpoint(self, params)})
+        except VenueError as exc:
+            reply = self.error_reply(exc)
+        reply.headers.update(headers)
+        return reply
 
     def error_reply(self, exc: VenueError) -> Reply:
         status, code, msg = ERRORS.get(exc.kind, ERRORS["bad_request"])
         return json_reply(status, {"code": code, "msg": msg})
+
+    def fault_reply(self, kind: str, params: Mapping[str, Any]) -> Reply:
+        """An injected fault in KuCoin's `{"code", "msg"}` words.
+
+        kucoin.com/docs-new "Rate Limit": "an error message of http code:429, error
+        code:429000 will be returned, and the request can be re-requested after the length
+        of time displayed in the request header" (gw-ratelimit-reset, ms; Retry-After is
+        HTTP's own, not KuCoin's). KC-LEGACY "Request Rate Limit": 1015 is Cloudflare's IP
+        limit, "block 30s". KC-LEGACY "Errors": HTTP 500 "Internal Server Error", 503
+        "Service Unavailable", system code 500000 "Internal Server Error".
+        """
+        retry = retry_after_s(dict(params))
+        if kind == "rate_limit_429":
+            headers = {
+                "gw-ratelimit-limit": "4000",
+                "gw-ratelimit-remaining": "0",
+                "gw-ratelimit-reset": str(retry * 1000),
+                "Retry-After": str(retry),
+            }
+            # The docs give the code only; the wording is ccxt's recorded one.
+            msg = "Too many requests. System-level rate limit exceeded."
+            return json_reply(429, {"code": "429000", "msg": msg}, headers)
+        if kind == "ip_ban_418":
+            msg = "cloudflare frequency limit according IP, block 30s"
+            return json_reply(403, {"code": "1015", "msg": msg}, {"Retry-After": str(retry)})
+        return json_reply(int(params["status"]), {"code": "500000", "msg": "Internal Server Error"})
 
     def _authenticate(self, request: Request) -> None:
         headers = request.headers
@@ -397,6 +504,16 @@ class KucoinLoopback(VenueServer):
     def _order(self, params: Mapping[str, Any]) -> object:
         return self._order_json(self._find(params))
 
+    def _hf_by_client_id(self, params: Mapping[str, Any]) -> object:
+        """HF GET /api/v1/hf/orders/client-order/{clientOid} ("Get HF order details by
+        clientOid"): "If the order is not an active order, you can only get data within the
+        time range of 3 * 24 hours"; older ones get the "order does not exist" prompt."""
+        order = self._find(params)
+        age = int(time.time() * 1000) + self.clock_offset_ms - order.update_time
+        if not order.is_open and age > 3 * DAY_MS:
+            raise VenueError("not_found")
+        return self._order_json(order)
+
     def _classic_by_client_id(self, params: Mapping[str, Any]) -> object:
         """Classic GET /api/v1/order/client-order/{clientOid} answers active orders only.
 
@@ -524,7 +641,7 @@ ROUTES: PathRoutes[tuple[bool, bool | None, Endpoint]] = PathRoutes(
         (
             "GET",
             "/api/v1/hf/orders/client-order/{clientOid}",
-        ): (True, True, KucoinLoopback._order),
+        ): (True, True, KucoinLoopback._hf_by_client_id),
         ("DELETE", "/api/v1/hf/orders/{orderId}"): (True, True, KucoinLoopback._cancel),
         (
             "DELETE",
@@ -547,3 +664,9 @@ ROUTES: PathRoutes[tuple[bool, bool | None, Endpoint]] = PathRoutes(
         ("GET", "/api/v1/fills"): (True, False, KucoinLoopback._fills),
     }
 )
+
+
+if __name__ == "__main__":  # python -m venues.kucoin --port 9100: a local sandbox
+    from venues.transport import sandbox
+
+    raise SystemExit(sandbox(KucoinLoopback))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from venues.orders import Order, Trade
-from venues.ws_aio import AioWsServer, Connection, Json
+from venues.transport import Connection, Json, TopicEndpoint
 
 if TYPE_CHECKING:
     from venues.kucoin import KucoinLoopback
@@ -51,13 +51,13 @@ PING_INTERVAL_MS = 18000
 USER_ID = "633559791e1cbc0001f319bc"  # the docs' example user
 
 
-class KucoinPrivateStream(AioWsServer):
-    """`venue.ws`: the private order channel, on a port of its own."""
+class KucoinPrivateStream(TopicEndpoint):
+    """`venue.ws`: the private order channel, on the venue's port."""
 
-    name = "loopback-kucoin-ws"
+    paths = (ENDPOINT_PATH,)
 
     def __init__(self, venue: KucoinLoopback) -> None:
-        super().__init__()
+        super().__init__(venue)
         self.venue = venue
         self.tokens: set[str] = set()
 
@@ -75,16 +75,13 @@ class KucoinPrivateStream(AioWsServer):
         }
         return {"token": token, "instanceServers": [server]}
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(ENDPOINT_PATH, self.socket)]
-
     # Client messages.
 
     async def opened(self, conn: Connection, request: web.Request) -> bool:
         connect_id = request.query.get("connectId") or conn.id
         if request.query.get("token") not in self.tokens:
             conn.send({"id": connect_id, "type": "error", "code": 401, "data": "token is invalid"})
-            conn.send({"_close": True})
+            conn.close()
             return False
         conn.authed = True
         conn.send({"id": connect_id, "type": "welcome"})

@@ -1,18 +1,17 @@
 """What the loopback venues (Bybit, KuCoin, Coinbase, Binance USDT-M futures) share.
 
-`VenueServer` is a threaded HTTP server on 127.0.0.1 that hands each request to the
-venue's `route`, records it (method, path, parameters) for the tests, and turns an
+`VenueServer` is a loopback server on 127.0.0.1 (venues.transport) that hands each request
+to the venue's `route`, records it (method, path, parameters) for the tests, and turns an
 uncaught error into a 500. Spot venues keep their books in loopback_ledger's `Ledger`
 (the Binance loopback's matching model), keyed by the venue's own market ids; futures
 venues keep theirs in `FuturesBook` below (one-way positions, leverage and margin mode
 per symbol, USDT margin). Both record orders and trades as loopback_orders' `Order` and
-`Trade`, so every venue fills the same way. Standard library only.
+`Trade`, so every venue fills the same way.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import threading
@@ -20,36 +19,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 from venues.binance_api import Reply, json_reply
 from venues.data import EIGHT_DP, SymbolSpec
+from venues.faults import FaultPlan
 from venues.ledger import DUPLICATE_ORDER, INSUFFICIENT_BALANCE, Ledger
 from venues.orders import ZERO, BinanceError, FillPlan, Order, Trade
+from venues.transport import LoopServer, Outcome, Request
+
+__all__ = ["PathRoutes", "Request", "VenueError", "VenueServer"]  # Request: venues.transport
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: str  # raw, as signed
-    body: str  # raw, as signed
-    headers: Mapping[str, str]  # lower-case names
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Query-string parameters, then a JSON (or form) body's on top."""
-        params: dict[str, Any] = dict(parse_qsl(self.query, keep_blank_values=True))
-        if self.body.strip().startswith("{"):
-            params.update(json.loads(self.body))
-        elif self.body:
-            params.update(parse_qsl(self.body, keep_blank_values=True))
-        return params
 
 
 class VenueError(Exception):
@@ -109,80 +91,57 @@ def spot_ledger(
     )
 
 
-class VenueServer:
+class VenueServer(LoopServer):
     """One venue on 127.0.0.1; subclasses implement `route` and `error_reply`."""
 
     server_version = "loopback-venue/1"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._host = host
+        super().__init__(host=host, port=port)
+        # Request faults (venues/faults.py), decided at dispatch; none until a rule is added.
+        self.faults = FaultPlan()
         self._log: list[tuple[str, str, dict[str, Any]]] = []
         self._log_lock = threading.Lock()
-        self._server = _Server((host, port), _Handler, self)
-        self._thread: threading.Thread | None = None
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
-
-    def start(self) -> VenueServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"{type(self).__name__}:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def answer(self, request: Request) -> Reply | Outcome:
+        return self.serve(request)
 
     def requests(self, path: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
         """(method, path, parameters) of every request so far, optionally for one path."""
         with self._log_lock:
             return [r for r in self._log if path is None or r[1] == path]
 
-    def serve(self, request: Request) -> Reply:
+    def serve(self, request: Request) -> Reply | Outcome:
         try:
             params = request.params
         except ValueError:
             params = {}
         with self._log_lock:
             self._log.append((request.method, request.path, params))
-        try:
-            return self.route(request)
-        except VenueError as exc:
-            return self.error_reply(exc)
-        except BinanceError as exc:  # the spot ledger's refusal
-            return self.error_reply(VenueError(ledger_kind(exc), exc.msg))
-        except Exception:
-            logger.exception("loopback venue failed on %s %s", request.method, request.path)
-            return json_reply(500, {"message": "internal error"})
+
+        def answer() -> Reply:
+            try:
+                return self.route(request)
+            except VenueError as exc:
+                return self.error_reply(exc)
+            except BinanceError as exc:  # the spot ledger's refusal
+                return self.error_reply(VenueError(ledger_kind(exc), exc.msg))
+            except Exception:
+                logger.exception("loopback venue failed on %s %s", request.method, request.path)
+                return json_reply(500, {"message": "internal error"})
+
+        reply, hold_s = self.faults.serve(request.method, request.path, answer, self.fault_reply)
+        # An injected fault may hold the answer past the client's timeout, or send none.
+        return reply if reply is not None and not hold_s else Outcome(reply, hold_s)
 
     def route(self, request: Request) -> Reply:
         raise NotImplementedError
 
     def error_reply(self, exc: VenueError) -> Reply:
+        raise NotImplementedError
+
+    def fault_reply(self, kind: str, params: Mapping[str, Any]) -> Reply:
+        """An injected fault's answer (faults.FaultPlan.serve), worded as the venue words it."""
         raise NotImplementedError
 
 
@@ -393,50 +352,3 @@ class FuturesBook:
 
 def average(order: Order) -> Decimal:
     return order.cum_quote / order.executed_qty if order.executed_qty else ZERO
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[_Handler], venue: VenueServer
-    ) -> None:
-        self.venue = venue
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def version_string(self) -> str:
-        return self.server.venue.server_version
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def _handle(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
-        parts = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.venue.serve(Request(method, parts.path, parts.query, body, headers))
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)

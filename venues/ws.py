@@ -1,7 +1,7 @@
-"""The loopback Binance's websocket side: user data and kline streams on the same port.
+"""The loopback Binance's websocket side: the user data stream and kline streams on its port.
 
 What ccxt.pro's `binance` (ccxt 4.5, ccxt/pro/binance.py) asks of Binance spot, served as
-https://developers.binance.com describes it:
+https://developers.binance.com describes it (github.com/binance/binance-spot-api-docs):
 
 - User data on the WebSocket API, ``ws://HOST:PORT/ws-api/v3`` (what watch_orders and
   watch_my_trades use for spot): the request
@@ -9,64 +9,53 @@ https://developers.binance.com describes it:
   "params": {"apiKey", "timestamp", "signature"}}`` is answered
   ``{"id": "1", "status": 200, "result": {"subscriptionId": 0}}``, then every order change
   arrives as ``{"subscriptionId": 0, "event": {"e": "executionReport", ...}}``.
-- The listenKey flow older clients use: ``POST/PUT/DELETE /api/v3/userDataStream``
-  (X-MBX-APIKEY) hands out a key; ``ws://HOST:PORT/ws/<listenKey>`` carries the bare
-  executionReport events.
+- No listenKey: CHANGELOG 2026-01-21, "POST/PUT/DELETE /api/v3/userDataStream" and the
+  WebSocket API's userDataStream.start/ping/stop "will no longer be available starting from
+  2026-02-20": the REST paths answer as any unknown path does (404), ``/ws/<listenKey>`` is
+  no websocket endpoint, and the methods are unknown methods.
 - Market streams: ``ws://HOST:PORT/ws[/<n>]`` takes
   ``{"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m"], "id": 1}`` (answered
   ``{"result": null, "id": 1}``); ``ws://HOST:PORT/ws/btcusdt@kline_1m`` subscribes at once.
   Klines are pushed by `push_klines` (replayed from the CSV store or made up by a test).
 
+Connections live as web-socket-api.md and web-socket-streams.md say: "The WebSocket server
+will send a ping frame every 20 seconds. If the WebSocket server does not receive a pong
+frame back from the connection within a minute the connection will be disconnected", and "A
+single connection ... is only valid for 24 hours; expect to be disconnected after the
+24-hour mark" (the hours are a constructor parameter, so a test can reach the cut-off).
+
 executionReport events carry what Binance sends: client id ``c`` (on a cancel, the cancel's
 id, the order's own in ``C``), execution type ``x``, status ``X``, trade id ``t``, last qty
 ``l`` and price ``L``, cumulative ``z``/``Z``, commission ``n``/``N``.
 
-Faults: `drop_all()` closes every websocket from the server side (close frame 1001, then
-the socket); `refuse = True` answers every upgrade with 503. Both also through
-``POST /_control/ws {"drop": true, "refuse": false}``.
-
-The protocol is RFC 6455 written against the standard library (no extensions, so ccxt's
-offer of permessage-deflate is declined), so the exchange still runs without Django or any
-third-party package. A connection holds one server thread; sends go through a dispatcher
-thread, so a slow reader never holds the ledger's lock.
+Faults: `drop_all()` closes every websocket from the server side (close frame 1001);
+`refuse = True` answers every upgrade with 503. Both also through
+``POST /_control/ws {"drop": true, "refuse": false}``. The transport is venues.transport.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
+import asyncio
 import hashlib
 import hmac
-import json
 import logging
-import queue
-import secrets
-import socket
-import struct
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from venues.binance_api import Reply, json_reply
+from aiohttp import web
+
 from venues.data import INTERVAL_MS, Kline, fmt
 from venues.orders import ZERO, Json, Order, Trade
+from venues.transport import Connection, Endpoint, LoopServer
 
 logger = logging.getLogger(__name__)
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_FRAME = 1 << 20
-LISTEN_KEY_TTL_S = 3600.0
 MAX_RECV_WINDOW = 60_000
 SETTLE_EVERY_S = 0.05
-
-
-class _Closed(Exception):
-    pass
+PING_INTERVAL_S = 20.0
+PONG_TIMEOUT_S = 60.0
+MAX_LIFETIME_S = 24 * 3600.0
 
 
 def execution_report(
@@ -144,108 +133,32 @@ def kline_event(symbol: str, interval: str, row: Kline, *, closed: bool, now_ms:
     }
 
 
-@dataclass(eq=False)
-class WsConnection:
-    """One upgraded socket: what it listens to, and a lock so frames never interleave."""
-
-    sock: socket.socket
-    reader: Any  # the handler's buffered rfile
-    path: str
-    kind: str  # "api" (ws-api), "user" (listenKey) or "market"
-    listen_key: str | None = None
-    user_subscriptions: set[int] = field(default_factory=set)
-    streams: set[str] = field(default_factory=set)
-    next_subscription: int = 0
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send_text(self, payload: object) -> None:
-        self._send(OP_TEXT, json.dumps(payload).encode())
-
-    def send_close(self, code: int, reason: str = "") -> None:
-        self._send(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-
-    def _send(self, opcode: int, data: bytes) -> None:
-        size = len(data)
-        if size < 126:
-            header = struct.pack("!BB", 0x80 | opcode, size)
-        elif size < 1 << 16:
-            header = struct.pack("!BBH", 0x80 | opcode, 126, size)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-        with self.lock:
-            if self.closed:
-                raise _Closed
-            try:
-                self.sock.sendall(header + data)
-            except OSError as exc:
-                self.closed = True
-                raise _Closed from exc
-
-    def receive(self) -> tuple[int, bytes]:
-        """The next whole message (continuations joined); raises _Closed at the end."""
-        opcode, message = None, b""
-        while True:
-            head = self._read(2)
-            fin, op = head[0] & 0x80, head[0] & 0x0F
-            masked, size = head[1] & 0x80, head[1] & 0x7F
-            if size == 126:
-                size = struct.unpack("!H", self._read(2))[0]
-            elif size == 127:
-                size = struct.unpack("!Q", self._read(8))[0]
-            if size > MAX_FRAME:
-                raise _Closed
-            mask = self._read(4) if masked else b""
-            data = self._read(size)
-            if mask:
-                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-            if op >= OP_CLOSE:  # control frames come whole, even between fragments
-                return op, data
-            if op != OP_CONT:
-                opcode, message = op, b""
-            message += data
-            if fin and opcode is not None:
-                return opcode, message
-
-    def _read(self, size: int) -> bytes:
-        try:
-            data: bytes = self.reader.read(size) if size else b""
-        except (OSError, ValueError) as exc:
-            raise _Closed from exc
-        if len(data) < size:
-            raise _Closed
-        return data
-
-    def shutdown(self) -> None:
-        with self.lock:
-            self.closed = True
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-
-class WsHub:
+class WsHub(Endpoint):
     """Every websocket of one loopback exchange, the events they get, and the ws faults."""
 
     def __init__(
         self,
+        host: LoopServer,
         *,
         api_key: str,
         api_secret: str,
         settle: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        ping_interval_s: float | None = PING_INTERVAL_S,
+        pong_timeout_s: float = PONG_TIMEOUT_S,
+        max_lifetime_s: float | None = MAX_LIFETIME_S,
     ) -> None:
+        super().__init__(
+            host,
+            ping_interval_s=ping_interval_s,
+            pong_timeout_s=pong_timeout_s,
+            max_lifetime_s=max_lifetime_s,
+        )
         self.api_key = api_key
         self.api_secret = api_secret
-        self.refuse = False
-        self.counters = {"connections": 0, "refused": 0, "dropped": 0, "events": 0}
         self._settle = settle
         self._clock = clock
-        self._lock = threading.Lock()
-        self._connections: set[WsConnection] = set()
-        self._listen_keys: dict[str, float] = {}
-        self._outbox: queue.Queue[tuple[str, str, Json] | None] = queue.Queue()
-        self._dispatcher: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._settling = False
 
     # Events from the ledger and the test.
 
@@ -253,10 +166,13 @@ class WsHub:
         self, order: Order, exec_type: str, trade: Trade | None, cancel_id: str | None
     ) -> None:
         """Ledger listener: build the event now (the order changes later), send it later."""
-        if not self._connections:
+        if not self.count(lambda conn: bool(conn.subscriptions)):
             return  # nobody listening: nothing queues up (a chaos run places thousands)
         now_ms = int(self._clock() * 1000)
-        self._outbox.put(("user", "", execution_report(order, exec_type, trade, cancel_id, now_ms)))
+        event = execution_report(order, exec_type, trade, cancel_id, now_ms)
+        self.deliver(
+            lambda conn: [{"subscriptionId": s, "event": event} for s in sorted(conn.subscriptions)]
+        )
 
     def push_klines(
         self, symbol: str, interval: str, rows: list[Kline], *, closed: bool = True
@@ -267,31 +183,17 @@ class WsHub:
         symbol = symbol.replace("/", "").upper()
         stream = f"{symbol.lower()}@kline_{interval}"
         now_ms = int(self._clock() * 1000)
-        for row in rows:
-            self._outbox.put(
-                ("market", stream, kline_event(symbol, interval, row, closed=closed, now_ms=now_ms))
-            )
+        events = [kline_event(symbol, interval, row, closed=closed, now_ms=now_ms) for row in rows]
+        self.deliver(lambda conn: events if stream in conn.topics else [])
         return len(rows)
 
     # Faults and state.
 
-    def drop_all(self, code: int = 1001, reason: str = "going away") -> int:
-        """Close every websocket from the server side (Binance does so on maintenance)."""
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(_Closed):
-                conn.send_close(code, reason)
-            conn.shutdown()
-        self.counters["dropped"] += len(connections)
-        return len(connections)
-
     def subscribers(self) -> dict[str, int]:
-        with self._lock:
-            conns = list(self._connections)
+        conns = self.connections()
         return {
-            "user": sum(1 for c in conns if c.user_subscriptions or c.listen_key),
-            "market": sum(1 for c in conns if c.streams),
+            "user": sum(1 for c in conns if c.subscriptions),
+            "market": sum(1 for c in conns if c.topics),
             "connections": len(conns),
         }
 
@@ -309,159 +211,46 @@ class WsHub:
             self.push_klines(str(spec["symbol"]), str(spec["interval"]), list(spec["rows"]))
         return self.state()
 
-    def close(self) -> None:
-        self._stopping.set()
-        self._outbox.put(None)
-        self.drop_all()
-        if self._dispatcher is not None:
-            self._dispatcher.join(timeout=5)
+    # Serving a connection (on the loop thread).
 
-    # The listenKey REST endpoints.
+    def accepts(self, path: str) -> bool:
+        return _route(path) is not None
 
-    def listen_key_reply(self, method: str, query: str, body: str, api_key: str | None) -> Reply:
-        """POST/PUT/DELETE /api/v3/userDataStream: only the API key, no signature."""
-        if not api_key:
-            return json_reply(401, {"code": -2014, "msg": "API-key format invalid."})
-        if not hmac.compare_digest(api_key.encode(), self.api_key.encode()):
-            msg = "Invalid API-key, IP, or permissions for action."
-            return json_reply(401, {"code": -2015, "msg": msg})
-        params = dict(parse_qsl(body))
-        params.update(parse_qsl(query))
-        now = self._clock()
-        with self._lock:
-            if method == "POST":
-                key = secrets.token_hex(32)
-                self._listen_keys[key] = now + LISTEN_KEY_TTL_S
-                return json_reply(200, {"listenKey": key})
-            key = params.get("listenKey", "")
-            if not key:
-                msg = "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."
-                return json_reply(400, {"code": -1102, "msg": msg})
-            if self._listen_keys.get(key, 0) < now:
-                return json_reply(400, {"code": -1125, "msg": "This listenKey does not exist."})
-            if method == "PUT":
-                self._listen_keys[key] = now + LISTEN_KEY_TTL_S
-                return json_reply(200, {})
-            if method == "DELETE":
-                del self._listen_keys[key]
-                doomed = [c for c in self._connections if c.listen_key == key]
-            else:
-                return json_reply(405, {"code": -1000, "msg": f"{method} not allowed"})
-        for conn in doomed:
-            conn.shutdown()
-        return json_reply(200, {})
+    async def opened(self, conn: Connection, request: web.Request) -> bool:
+        kind, streams = _route(conn.path) or ("", [])
+        conn.kind = kind
+        conn.topics.update(streams)
+        return True
 
-    # Serving an upgraded connection (runs on the HTTP handler's thread until it closes).
+    def malformed(self, conn: Connection) -> None:
+        conn.send({"status": 400, "error": {"code": -1100, "msg": "Malformed JSON"}})
 
-    def serve(self, handler: BaseHTTPRequestHandler) -> None:
-        handler.close_connection = True
-        path = urlsplit(handler.path).path.rstrip("/")
-        kind, listen_key, streams = self._route(path)
-        key = handler.headers.get("Sec-WebSocket-Key", "")
-        if kind is None or not key:
-            _plain(handler, 404, "no websocket endpoint here")
-            return
-        if self.refuse:
-            self.counters["refused"] += 1
-            _plain(handler, 503, "websocket connections refused (fault)")
-            return
-        # RFC 6455's handshake digest is SHA-1; it proves nothing beyond speaking websocket.
-        digest = hashlib.sha1((key + GUID).encode(), usedforsecurity=False).digest()
-        accept = base64.b64encode(digest).decode()
-        handler.wfile.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\n"
-                "Upgrade: websocket\r\n"
-                "Connection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
-            ).encode()
-        )
-        handler.wfile.flush()
-        conn = WsConnection(
-            sock=handler.connection,
-            reader=handler.rfile,
-            path=path,
-            kind=kind,
-            listen_key=listen_key,
-            streams=set(streams),
-        )
-        self._start_dispatcher()
-        with self._lock:
-            self._connections.add(conn)
-            self.counters["connections"] += 1
-        try:
-            self._read_loop(conn)
-        finally:
-            with self._lock:
-                self._connections.discard(conn)
-            conn.shutdown()
-
-    def _route(self, path: str) -> tuple[str | None, str | None, list[str]]:
-        if path == "/ws-api/v3":
-            return "api", None, []
-        if path in ("/ws", "/stream"):
-            return "market", None, []
-        if path.startswith("/ws/"):
-            rest = path[len("/ws/") :]
-            with self._lock:
-                if self._listen_keys.get(rest, 0) >= self._clock():
-                    return "user", rest, []
-            if "@" in rest:
-                return "market", None, [s.lower() for s in rest.split("/") if s]
-            if rest.isdigit():  # ccxt spreads subscriptions over /ws/0, /ws/1, ...
-                return "market", None, []
-        return None, None, []
-
-    def _read_loop(self, conn: WsConnection) -> None:
-        while not self._stopping.is_set():
-            try:
-                opcode, data = conn.receive()
-                if opcode == OP_CLOSE:
-                    conn.send_close(1000)
-                    return
-                if opcode == OP_PING:
-                    conn._send(OP_PONG, data)
-                    continue
-                if opcode != OP_TEXT:
-                    continue
-                self._request(conn, data)
-            except _Closed:
-                return
-
-    def _request(self, conn: WsConnection, data: bytes) -> None:
-        try:
-            message = json.loads(data)
-            if not isinstance(message, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            conn.send_text({"status": 400, "error": {"code": -1100, "msg": "Malformed JSON"}})
-            return
+    def received(self, conn: Connection, message: Json) -> None:
         request_id = message.get("id")
         method = str(message.get("method", ""))
         params = message.get("params")
         if conn.kind == "api":
-            conn.send_text({"id": request_id, **self._api_answer(conn, method, params)})
-        elif conn.kind == "market":
-            conn.send_text({"id": request_id, **self._market_answer(conn, method, params)})
+            conn.send({"id": request_id, **self._api_answer(conn, method, params)})
+        else:
+            conn.send({"id": request_id, **self._market_answer(conn, method, params)})
 
-    def _api_answer(self, conn: WsConnection, method: str, params: object) -> Json:
+    def _api_answer(self, conn: Connection, method: str, params: object) -> Json:
         if not isinstance(params, dict):
             params = {}
         if method == "userDataStream.subscribe.signature":
             error = self._authenticate(params)
             if error is not None:
                 return {"status": 401 if error[0] in (-2014, -2015) else 400, "error": error[1]}
-            with self._lock:
-                subscription = conn.next_subscription
-                conn.next_subscription += 1
-                conn.user_subscriptions.add(subscription)
+            subscription = conn.next_subscription
+            conn.next_subscription += 1
+            conn.subscriptions.add(subscription)
+            self._settle_while_subscribed()
             return {"status": 200, "result": {"subscriptionId": subscription}}
         if method == "userDataStream.unsubscribe":
-            with self._lock:
-                if "subscriptionId" in params:
-                    conn.user_subscriptions.discard(int(params["subscriptionId"]))
-                else:
-                    conn.user_subscriptions.clear()
+            if "subscriptionId" in params:
+                conn.subscriptions.discard(int(params["subscriptionId"]))
+            else:
+                conn.subscriptions.clear()
             return {"status": 200, "result": {}}
         if method == "ping":
             return {"status": 200, "result": {}}
@@ -494,68 +283,48 @@ class WsHub:
             return -1021, {"code": -1021, "msg": msg}
         return None
 
-    def _market_answer(self, conn: WsConnection, method: str, params: object) -> Json:
+    def _market_answer(self, conn: Connection, method: str, params: object) -> Json:
         names = [str(p).lower() for p in params] if isinstance(params, list) else []
-        with self._lock:
-            if method == "SUBSCRIBE":
-                conn.streams.update(names)
-                return {"result": None}
-            if method == "UNSUBSCRIBE":
-                conn.streams.difference_update(names)
-                return {"result": None}
-            if method == "LIST_SUBSCRIPTIONS":
-                return {"result": sorted(conn.streams)}
+        if method == "SUBSCRIBE":
+            conn.topics.update(names)
+            return {"result": None}
+        if method == "UNSUBSCRIBE":
+            conn.topics.difference_update(names)
+            return {"result": None}
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": sorted(conn.topics)}
         return {"error": {"code": 1, "msg": f"Invalid request: unknown method {method!r}"}}
 
-    # Sending.
+    # Delayed and interval fills happen lazily in the ledger; a listening user stream should
+    # hear them when they are due, as on Binance.
 
-    def _start_dispatcher(self) -> None:
-        with self._lock:
-            if self._dispatcher is None and not self._stopping.is_set():
-                self._dispatcher = threading.Thread(
-                    target=self._dispatch, name="loopback-ws-dispatch", daemon=True
-                )
-                self._dispatcher.start()
+    def _settle_while_subscribed(self) -> None:
+        if not self._settling:
+            self._settling = True
+            self.host.spawn(self._settle_loop())
 
-    def _dispatch(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                item = self._outbox.get(timeout=SETTLE_EVERY_S)
-            except queue.Empty:
-                # Delayed and interval fills happen lazily in the ledger; a listening
-                # user stream should hear them when they are due, as on Binance.
-                if self.subscribers()["user"]:
-                    try:
-                        self._settle()
-                    except Exception:
-                        logger.exception("loopback ws: settling due fills failed")
-                continue
-            if item is None:
-                return
-            scope, stream, event = item
-            with self._lock:
-                targets = list(self._connections)
-            for conn in targets:
+    async def _settle_loop(self) -> None:
+        try:
+            while self.count(lambda conn: bool(conn.subscriptions)):
+                await asyncio.sleep(SETTLE_EVERY_S)
                 try:
-                    if scope == "user" and conn.listen_key:
-                        conn.send_text(event)
-                    elif scope == "user":
-                        for subscription in sorted(conn.user_subscriptions):
-                            conn.send_text({"subscriptionId": subscription, "event": event})
-                    elif scope == "market" and stream in conn.streams:
-                        conn.send_text(event)
-                    else:
-                        continue
-                    self.counters["events"] += 1
-                except _Closed:
-                    conn.shutdown()
+                    await self.host.in_thread(self._settle)
+                except Exception:
+                    logger.exception("loopback ws: settling due fills failed")
+        finally:
+            self._settling = False
 
 
-def _plain(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
-    body = text.encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "text/plain")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    handler.wfile.write(body)
+def _route(path: str) -> tuple[str, list[str]] | None:
+    """("api" or "market", streams subscribed by the path) for a websocket path, or None."""
+    if path == "/ws-api/v3":
+        return "api", []
+    if path in ("/ws", "/stream"):
+        return "market", []
+    if path.startswith("/ws/"):
+        rest = path[len("/ws/") :]
+        if "@" in rest:
+            return "market", [s.lower() for s in rest.split("/") if s]
+        if rest.isdigit():  # ccxt spreads subscriptions over /ws/0, /ws/1, ...
+            return "market", []
+    return None

@@ -30,7 +30,7 @@ from trading.adapters.base import (
 )
 from trading.adapters.errors import Kind, classify, classify_as_at
 from trading.models import ExchangeAccount, Order
-from trading.ratelimit import Bucket, RateLimited, Window, retry_after_seconds
+from trading.ratelimit import Bucket, RateLimited, Window, backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class Profile:
     new_order_paths: frozenset[tuple[str, str]] = frozenset()
     # Error codes of a 429 that limits new orders only (cancels and lookups still go out).
     order_limit_codes: frozenset[str] = frozenset()
+    # Answers besides 418/429 that back the venue off (Bucket.backoff_codes/_statuses).
+    backoff_codes: tuple[tuple[str, float], ...] = ()
+    backoff_statuses: tuple[tuple[int, float], ...] = ()
 
 
 # Binance spot, rest-api.md (binance/binance-spot-api-docs): "LIMITS / IP Limits": weight is
@@ -78,11 +81,27 @@ BINANCE_NEW_ORDER = frozenset(
 )
 
 # bybit-exchange/docs, docs/v5/rate-limit/rate-limit.mdx, "HTTP IP limit": 600 requests within
-# a 5-second window per IP. "API Rate Limit": per second per UID and endpoint (order/create
-# 20/s spot, 10/s linear): ccxt's costs model those in one pool of 50 units a second
-# (rateLimit 20 ms; order/create costs 2.5). Its X-Bapi-Limit-Status is per endpoint, so it
-# does not correct the pool.
-BYBIT_WINDOWS = (Window(600, 5, "request", "ip"), Window(50, 1, "weight", "account"))
+# a 5-second window per IP; past it "403, access too frequent": "wait for at least 10
+# minutes". "API Rate Limit": per second per UID and endpoint (order/create 20/s spot, 10/s
+# linear): ccxt's costs model those in one pool of 50 units a second (rateLimit 20 ms;
+# order/create costs 2.5). Every answer carries X-Bapi-Limit-Status (left) of X-Bapi-Limit
+# for its endpoint: the share of that endpoint used counts as the same share of the pool
+# (stricter than Bybit for the other endpoints, for the rest of that second). '"retCode":
+# 10006, "retMsg": "Too many visits!"' (an HTTP 200) backs off until
+# X-Bapi-Limit-Reset-Timestamp.
+BYBIT_WINDOWS = (
+    Window(600, 5, "request", "ip"),
+    Window(
+        50,
+        1,
+        "weight",
+        "account",
+        remaining_header="x-bapi-limit-status",
+        limit_header="x-bapi-limit",
+    ),
+)
+BYBIT_BACKOFF_CODES = (("10006", 1.0),)
+BYBIT_BACKOFF_STATUSES = ((403, 600.0),)
 
 PROFILES: dict[tuple[str, str], Profile] = {
     ("binance", "spot"): Profile(
@@ -119,6 +138,8 @@ PROFILES: dict[tuple[str, str], Profile] = {
             "fetchOrder": {"acknowledged": True},
         },
         windows=BYBIT_WINDOWS,
+        backoff_codes=BYBIT_BACKOFF_CODES,
+        backoff_statuses=BYBIT_BACKOFF_STATUSES,
     ),
     ("bybit", "futures"): Profile(
         "bybit",
@@ -131,18 +152,37 @@ PROFILES: dict[tuple[str, str], Profile] = {
             "fetchOrder": {"acknowledged": True},
         },
         windows=BYBIT_WINDOWS,
+        backoff_codes=BYBIT_BACKOFF_CODES,
+        backoff_statuses=BYBIT_BACKOFF_STATUSES,
     ),
     # KuCoin: spot markets only. ccxt's default also lists futures contracts (a request to
     # api-futures.kucoin.com for markets a spot account never trades, and one whose
     # failure fails load_markets, so no order could be placed). Budget: kucoin.com/docs-new
     # "Rate Limit / REST / Resource Pool": Spot pool 4000 per 30 s per UID at VIP0, counted
     # from the first request (so a rolling window here); ccxt's costs are KuCoin's weights.
+    # Every answer carries gw-ratelimit-remaining of gw-ratelimit-limit (the pool), which
+    # corrects the count. Past the quota: "http code:429, error code:429000", retry "after
+    # the length of time displayed in the request header" (gw-ratelimit-reset); a 429000 of
+    # an overloaded server carries no such header: 30 s, the pool's window. The older "Rate
+    # limit 1.0" page names two more: 200002, the per-endpoint limit, "block10s", and 1015,
+    # Cloudflare's per-IP limit, "block 30s" (its "System error codes" table calls 200002
+    # "Order cancel for this pair suspended", for which a 10 s pause is harmless too).
     ("kucoin", "spot"): Profile(
         "kucoin",
         "clientOid",
         "clientOid",
         {"fetchMarkets": {"types": ["spot"]}},
-        (Window(4000, 30, "weight", "account"),),
+        (
+            Window(
+                4000,
+                30,
+                "weight",
+                "account",
+                remaining_header="gw-ratelimit-remaining",
+                limit_header="gw-ratelimit-limit",
+            ),
+        ),
+        backoff_codes=(("429000", 30.0), ("200002", 10.0), ("1015", 30.0)),
     ),
     # Coinbase: balances from Advanced Trade's own accounts (ccxt's default is the retail
     # app's v2 wallets); orders by client id through List Orders (see fetch). Weights are
@@ -237,8 +277,9 @@ def _limit_requests(client: Any, profile: Profile, account_id: str) -> None:
     ccxt calls throttle(cost) before every request (enableRateLimit), with its cost only;
     the request itself reaches fetch(url, method, ...) next, in the same thread, so the cost
     is spent there, where a new order can be told from other calls by its method and path.
-    Every answer, errors included, passes on_rest_response with its status and headers: the
-    venue's usage headers correct the shared counts, and a 429/418 starts the back-off.
+    Every answer, errors included, passes on_rest_response with its status, headers and
+    body: the venue's usage headers correct the shared counts, and a rate-limit answer (a
+    429/418, or one of the profile's back-off codes and statuses) starts the back-off.
     """
     bucket = Bucket(
         profile.ccxt_id,
@@ -246,6 +287,8 @@ def _limit_requests(client: Any, profile: Profile, account_id: str) -> None:
         profile.windows,
         weight_per_cost=profile.weight_per_cost,
         order_limit_codes=profile.order_limit_codes,
+        backoff_codes=profile.backoff_codes,
+        backoff_statuses=profile.backoff_statuses,
     )
     pending = threading.local()
     fetch, on_rest_response = client.fetch, client.on_rest_response
@@ -311,12 +354,13 @@ class CcxtAdapter:
     def _rate_limited(self, exc: Exception) -> None:
         """The venue said 429/418: every worker backs off as long as it says, with an incident.
 
-        A 429/418 answer has started the right back-off already (Bucket.observe: the venue
-        for that IP, or new orders only); a limit a venue reports otherwise (Bybit's 10006
-        in a 200) backs the venue off here.
+        Bucket.observe has started the right back-off already (the venue for that IP, or
+        new orders only) for every answer its profile knows as a limit (429/418, Bybit's
+        10006 in a 200 and its 403, KuCoin's 429000); one it does not know backs the venue
+        off here, as long as the headers say, else 60 s.
         """
         headers = self.client.last_response_headers or {}
-        retry_after = _seconds(headers.get("Retry-After") or headers.get("retry-after"))
+        retry_after = backoff_seconds({k.lower(): str(v) for k, v in headers.items()})
         bucket: Bucket = self.client.qt_bucket
         if bucket.backoff_left(new_order=True) <= 0:
             bucket.back_off(retry_after)
@@ -347,12 +391,15 @@ class CcxtAdapter:
 
     def _setting(self, fn: str, *args: Any) -> None:
         """A margin-mode or leverage call where "already so" is success, as it is after a
-        restart (Binance -4046 MarginModeAlreadySet, Bybit 110043 "leverage not modified")."""
+        restart (Binance -4046 MarginModeAlreadySet; Bybit docs/v5/error.mdx 110043 "Set
+        leverage has not been modified.", matched on its code, not its wording)."""
         try:
             self._call(fn, *args)
         except (OrderRejected, UnclearOutcome) as exc:
             cause = exc.__cause__
-            if isinstance(cause, ccxt.NoChange) or "not modified" in str(cause):
+            if isinstance(cause, ccxt.NoChange) or '"retCode":110043' in str(cause).replace(
+                " ", ""
+            ):
                 return
             raise
 
@@ -599,8 +646,3 @@ class CcxtAdapter:
             for asset, amount in (raw.get("total") or {}).items()
             if amount is not None
         }
-
-
-def _seconds(value: object, default: float = 60.0) -> float:
-    """Retry-After in seconds (the exchange's word), 60 s when it does not say."""
-    return retry_after_seconds(value, default)

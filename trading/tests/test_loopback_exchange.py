@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import hmac
@@ -14,11 +15,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
 
+import aiohttp
 import ccxt
 import pytest
 from django.conf import settings
@@ -48,7 +51,7 @@ def exchange(data_dir: Path) -> Iterator[LoopbackExchange]:
 
 
 def binance(
-    exchange: LoopbackExchange, *, secret: str = SECRET, timeout_ms: int = 3000
+    exchange: LoopbackExchange, *, secret: str = SECRET, timeout_ms: int = 10_000
 ) -> ccxt.binance:
     """ccxt's binance client as the platform configures it, pointed at the loopback."""
     client = ccxt.binance(
@@ -97,7 +100,7 @@ def http(
     url = f"{exchange.url}{path}" + (f"?{query}" if query else "")
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null"), dict(response.headers)
     except urllib.error.HTTPError as error:
         body = error.read()
@@ -555,11 +558,60 @@ def _without_django(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in ("DJANGO_SETTINGS_MODULE", "QT_DATA_DIR")}
 
 
-def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -> None:
+# Websockets: the server's pings, its pong timeout, and what the listenKey left behind.
+
+
+async def _outlive(url: str, *, answer_pings: bool, seconds: float) -> tuple[bool, int | None]:
+    """(whether the socket was still open after `seconds`, the close code if it was closed)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, autoping=answer_pings) as ws,
+    ):
+        try:
+            while True:  # pings are answered by aiohttp (autoping) or left unanswered
+                await asyncio.wait_for(ws.receive(), seconds)
+                if ws.closed:
+                    return False, ws.close_code
+        except TimeoutError:
+            return True, None
+
+
+def test_the_server_pings_and_closes_a_websocket_that_never_answers_with_a_pong(
+    data_dir: Path,
+) -> None:
+    with LoopbackExchange(data_dir=data_dir, ws_ping_interval_s=0.2, ws_pong_timeout_s=0.6) as ex:
+        url = f"{ex.ws_url}/ws-api/v3"
+        assert asyncio.run(_outlive(url, answer_pings=True, seconds=2.0)) == (True, None)
+        assert asyncio.run(_outlive(url, answer_pings=False, seconds=5.0)) == (False, 1008)
+
+
+def test_a_connection_is_cut_when_its_lifetime_is_over(data_dir: Path) -> None:
+    with LoopbackExchange(data_dir=data_dir, ws_max_lifetime_s=0.5) as ex:
+        assert asyncio.run(_outlive(f"{ex.ws_url}/ws", answer_pings=True, seconds=5.0)) == (
+            False,
+            1001,
+        )
+        assert ex.ws.counters["expired"] == 1
+
+
+def test_the_listen_key_websocket_path_is_gone(exchange: LoopbackExchange) -> None:
+    async def upgrade() -> int:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.ws_connect(f"{exchange.ws_url}/ws/{'ab' * 32}"):
+                    return 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    assert asyncio.run(upgrade()) == 404
+
+
+@contextmanager
+def sandbox(module: str, *options: str) -> Iterator[str]:
+    """`python -m <module> --port P` in a process of its own; yields its URL, then stops it."""
     port = free_port()
-    command = [sys.executable, "-m", "venues.binance", "--port", str(port)]
     proc = subprocess.Popen(
-        [*command, "--seed", "3", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", module, "--port", str(port), *options],
         cwd=REPO_ROOT,
         env=_without_django(dict(os.environ)),
         stdout=subprocess.PIPE,
@@ -568,11 +620,25 @@ def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -
     try:
         assert proc.stdout is not None
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/time", timeout=5) as reply:
-            assert abs(json.load(reply)["serverTime"] - time.time() * 1000) < 5000
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("venue", ["bybit", "kucoin", "coinbase", "binance_futures"])
+def test_every_venue_serves_as_a_sandbox_from_the_command_line(venue: str) -> None:
+    with sandbox(f"venues.{venue}") as url, pytest.raises(urllib.error.HTTPError) as answered:
+        urllib.request.urlopen(f"{url}/no-such-endpoint", timeout=10)
+    assert answered.value.headers["Server"] == f"loopback-{venue.replace('_', '-')}/1"
+
+
+def test_the_command_line_serves_binance_time_until_terminated(data_dir: Path) -> None:
+    with (
+        sandbox("venues.binance", "--seed", "3", "--data-dir", str(data_dir)) as url,
+        urllib.request.urlopen(f"{url}/api/v3/time", timeout=10) as reply,
+    ):
+        assert abs(json.load(reply)["serverTime"] - time.time() * 1000) < 5000
 
 
 def test_every_venue_module_imports_without_django_or_the_platform_and_finds_the_data() -> None:

@@ -10,6 +10,7 @@ are seconds long here (the fake's and the profile's), so nothing waits a minute.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 import urllib.error
@@ -321,3 +322,99 @@ def test_the_budget_is_per_egress_ip_for_weight_and_per_account_for_orders() -> 
     Bucket("binance", "2", windows, egress_ip="10.0.0.2").take(1, new_order=True, max_wait=0)
     with pytest.raises(RateLimited):
         Bucket("binance", "2", windows, egress_ip="10.0.0.3").take(0, new_order=True, max_wait=0)
+
+
+# (f) Bybit and KuCoin: what is left corrects the count; their limit answers back off.
+
+
+def bucket_for(code: str, account: str = "1") -> Bucket:
+    """The profile's bucket, as _limit_requests builds it for each worker."""
+    profile = PROFILES[(code, "spot")]
+    return Bucket(
+        profile.ccxt_id,
+        account,
+        profile.windows,
+        weight_per_cost=profile.weight_per_cost,
+        order_limit_codes=profile.order_limit_codes,
+        backoff_codes=profile.backoff_codes,
+        backoff_statuses=profile.backoff_statuses,
+        egress_ip=f"10.9.{code}.1",
+    )
+
+
+def signed_answer(client: ccxt.Exchange, path: str, params: dict) -> tuple[int, dict, str]:
+    req = client.sign(path, ["private"], "GET", params)
+    request = urllib.request.Request(req["url"], None, req["headers"] or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, dict(reply.headers), reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def test_bybits_limit_status_header_corrects_the_pool_by_the_share_used() -> None:
+    bucket = bucket_for("bybit")
+    bucket.observe(200, {"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "2"}, '{"retCode": 0}')
+
+    assert bucket.headroom() == pytest.approx(0.2, abs=0.01)
+
+
+def test_kucoins_remaining_quota_header_corrects_the_pool() -> None:
+    bucket = bucket_for("kucoin")
+    headers = {"gw-ratelimit-limit": "4000", "gw-ratelimit-remaining": "1000"}
+    bucket.observe(200, headers, '{"code": "200000"}')
+
+    assert bucket.headroom() == pytest.approx(0.25, abs=0.01)
+
+
+def test_bybits_10006_in_a_200_backs_every_worker_off_until_its_reset_timestamp() -> None:
+    from venues.bybit import BybitLimits, BybitLoopback
+
+    limits = BybitLimits(uid_limits={("/v5/order/realtime", ""): 1}, window_s=3)
+    with BybitLoopback(api_key=KEY, api_secret=SECRET, rate_limits=limits) as venue:
+        client = ccxt.bybit({"apiKey": KEY, "secret": SECRET})
+        client.urls["api"] = rebase_urls(client.urls["api"], venue.url)
+        signed_answer(client, "v5/order/realtime", {"category": "spot"})
+        status, headers, body = signed_answer(client, "v5/order/realtime", {"category": "spot"})
+    assert status == 200 and '"retCode": 10006' in body
+
+    bucket_for("bybit").observe(status, headers, body)
+
+    with pytest.raises(RateLimited, match="backing off") as refused:
+        bucket_for("bybit", account="2").take(1, max_wait=0)  # another worker
+    assert 1.5 < refused.value.retry_after <= 3.0
+
+
+def test_bybits_403_ip_ban_backs_every_worker_off_for_10_minutes() -> None:
+    bucket_for("bybit").observe(403, {}, "access too frequent")
+
+    assert 590 < bucket_for("bybit", account="2").backoff_left() <= 600
+
+
+def test_kucoins_429000_backs_every_worker_off_for_the_reset_countdown() -> None:
+    from venues.kucoin import KucoinLimits, KucoinLoopback
+
+    now = [1000.0]
+    limits = KucoinLimits(quota=1, clock=lambda: now[0])
+    with KucoinLoopback(
+        api_key=KEY, api_secret=SECRET, api_passphrase="pp", rate_limits=limits
+    ) as venue:
+        client = ccxt.kucoin({"apiKey": KEY, "secret": SECRET, "password": "pp"})
+        client.urls["api"] = rebase_urls(client.urls["api"], venue.url)
+        signed_answer(client, "hf/orders/active", {"symbol": "BTC-USDT"})
+        now[0] += 18
+        status, headers, body = signed_answer(client, "hf/orders/active", {"symbol": "BTC-USDT"})
+    assert (status, json.loads(body)["code"]) == (429, "429000")
+
+    bucket_for("kucoin").observe(status, headers, body)
+
+    assert 11 < bucket_for("kucoin", account="2").backoff_left() <= 12
+
+
+@pytest.mark.parametrize(("code", "seconds"), [("200002", 10), ("429000", 30)])
+def test_a_kucoin_limit_without_a_countdown_backs_off_as_long_as_the_docs_say(
+    code, seconds
+) -> None:
+    bucket_for("kucoin").observe(200 if code == "200002" else 429, {}, json.dumps({"code": code}))
+
+    assert seconds - 1 < bucket_for("kucoin", account="2").backoff_left() <= seconds

@@ -9,6 +9,8 @@ only acts where a test calls it.
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from trading.tests.venues import buy, finest_market, reconciled_account
 from venues.binance import LoopbackExchange
 from venues.bybit import BybitLoopback
 from venues.kucoin import KucoinLoopback
+from venues.ws import MAX_LIFETIME_S
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,8 +55,12 @@ def wait_for(check: Callable[[], object], timeout: float = 8.0, what: str = "") 
 
 
 @pytest.fixture
-def exchange() -> Iterator[LoopbackExchange]:
-    with LoopbackExchange(api_key=KEY, api_secret=SECRET, symbols=["BTCUSDT"]) as ex:
+def exchange(request: pytest.FixtureRequest) -> Iterator[LoopbackExchange]:
+    # A test may shorten Binance's 24-hour connection cut-off (indirect parametrisation).
+    lifetime = getattr(request, "param", MAX_LIFETIME_S)
+    with LoopbackExchange(
+        api_key=KEY, api_secret=SECRET, symbols=["BTCUSDT"], ws_max_lifetime_s=lifetime
+    ) as ex:
         ex.set_price("BTCUSDT", "40000")
         yield ex
 
@@ -191,6 +198,50 @@ def test_a_trade_heard_on_the_stream_and_over_rest_is_recorded_once(
     assert Fill.objects.filter(order=order).count() == 1
     assert Position.objects.get(account=account, market=market).quantity == order.quantity
     assert len(exchange.trades()) == 1
+
+
+@pytest.mark.parametrize("exchange", [3.0], indirect=True, ids=["connections-cut-after-3s"])
+def test_the_venues_connection_cut_off_is_followed_by_a_reconnect_a_snapshot_and_fills_settle(
+    streams, exchange, account, market
+) -> None:
+    connected(streams, account)
+    seen = len(exchange.requests())
+
+    wait_for(lambda: exchange.ws.counters["expired"] >= 1, timeout=10, what="the cut-off")
+
+    connected(streams, account, snapshots=2)
+    assert "GET /api/v3/account" in exchange.requests()[seen:], "a fresh REST snapshot"
+    health = streams.health(account.pk)
+    assert health is not None and health.reconnects >= 1 and health.last_snapshot_ok
+    order = market_order_left_open(exchange, account, market)
+    (trade,) = exchange.fill_pending()
+    order = filled(order)
+    assert Fill.objects.get(order=order).trade_id == str(trade["id"])
+
+
+def test_the_listen_key_endpoints_are_gone_and_the_platform_streams_on_the_websocket_api(
+    streams, exchange, account
+) -> None:
+    connected(streams, account)
+    assert not [r for r in exchange.requests() if "userDataStream" in r]
+    (subscribe,) = [
+        m
+        for m in exchange.ws.received_log
+        if m.get("method") == "userDataStream.subscribe.signature"
+    ]
+    assert subscribe["params"]["apiKey"] == KEY
+
+    # CHANGELOG 2026-01-21: no longer available from 2026-02-20; now any unknown path's 404.
+    for method in ("POST", "PUT", "DELETE"):
+        removed = urllib.request.Request(
+            f"{exchange.url}/api/v3/userDataStream",
+            data=b"",
+            method=method,
+            headers={"X-MBX-APIKEY": KEY},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(removed, timeout=10)
+        assert answered.value.code == 404
 
 
 def test_a_refused_stream_falls_back_to_polling_which_still_settles(

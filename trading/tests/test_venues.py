@@ -184,13 +184,14 @@ def test_an_order_that_left_new_is_never_sent_again(venue, server, account, venu
     assert len(creates(venue, server)) == 1 and len(venue.orders(server)) == 1
 
 
+@pytest.mark.parametrize(
+    "venue", [n for n, v in VENUES.items() if v.ids_unique == "open"], indirect=True
+)
 def test_a_venue_that_frees_a_filled_orders_id_takes_a_resend_as_a_new_order(
     venue, server, account, venue_market
 ) -> None:
     # Why the engine itself must never resend: the venue's duplicate rule does not cover
     # a filled order everywhere.
-    if venue.ids_unique != "open":
-        pytest.skip("this venue never takes a client id twice")
     order = buy(account, venue_market, "0.01", "qtvenue0023")
     assert order is not None and order_resolve(order=order).status == S.FILLED
 
@@ -199,11 +200,12 @@ def test_a_venue_that_frees_a_filled_orders_id_takes_a_resend_as_a_new_order(
     assert len(venue.orders(server)) == 2
 
 
+@pytest.mark.parametrize(
+    "venue", [n for n, v in VENUES.items() if v.ids_unique == "always"], indirect=True
+)
 def test_a_resend_under_the_same_client_id_is_not_a_second_order(
     venue, server, account, venue_market
 ) -> None:
-    if venue.ids_unique != "always":
-        pytest.skip("the venue takes a filled order's id again (see the test above)")
     order = order_intent_create(
         account_id=account.pk,
         market_id=venue_market.pk,

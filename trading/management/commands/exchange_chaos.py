@@ -1,4 +1,4 @@
-"""Drive N orders through the real engine against the loopback exchange under chaos."""
+"""Drive N orders through the real engine against a loopback venue under chaos."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from quantum.embedded import redis_start
-from trading.services.chaos import chaos_run
+from trading.services.chaos import VENUES, chaos_run
 
 
 class Command(BaseCommand):
     help = (
-        "Place N orders through Celery workers and the database against the loopback "
-        "exchange with random faults and worker kills, then account for every one."
+        "Place N orders through Celery workers and the database against a loopback "
+        "venue with random faults and worker kills, then account for every one."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--orders", type=int, default=100)
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--venue",
+            choices=sorted(VENUES),
+            default="binance",
+            help="the loopback venue to trade on, with its documented behaviours on",
+        )
         parser.add_argument("--no-kills", action="store_true", help="do not SIGKILL workers")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -32,12 +38,14 @@ class Command(BaseCommand):
         report = chaos_run(
             orders=opts["orders"],
             seed=opts["seed"],
+            venue=opts["venue"],
             kills=not opts["no_kills"],
             say=(lambda _: None) if opts["json"] else self.stdout.write,
         )
         data = report.as_json()
         if opts["json"]:
             keys = (
+                "venue",
                 "orders",
                 "exchange_orders",
                 "duplicates",
