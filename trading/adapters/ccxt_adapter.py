@@ -200,8 +200,10 @@ PROFILES: dict[tuple[str, str], Profile] = {
 # How far before the intent was recorded a Coinbase lookup by client id starts (clock
 # skew between us and the exchange), and how many pages of 100 orders it reads at most.
 COINBASE_LOOKBACK = timedelta(minutes=5)
-# The same margin for every venue's order-history look-up.
+# The same margin for every venue's order-history look-up, and its page (Binance allOrders
+# and KuCoin List Orders both serve up to 500 a page).
 HISTORY_LOOKBACK = COINBASE_LOOKBACK
+HISTORY_PAGE = 500
 COINBASE_MAX_PAGES = 10
 
 UNIFIED_STATUS = {
@@ -583,9 +585,15 @@ class CcxtAdapter:
             return self._coinbase_by_client_id(symbol, order) if order.exchange_order_id else None
         since = int((order.created_at - HISTORY_LOOKBACK).timestamp() * 1000)
         method = "fetch_closed_orders" if code == "kucoin" else "fetch_orders"
-        for raw in self._call(method, symbol, since):
+        rows = self._call(method, symbol, since, HISTORY_PAGE)
+        for raw in rows:
             if raw.get("clientOrderId") == order.client_order_id:
                 return raw
+        if len(rows) >= HISTORY_PAGE:
+            # A full page does not cover the order's lifetime: no conclusion from it.
+            raise UnclearOutcome(
+                f"{order.client_order_id} not among the first {HISTORY_PAGE} orders since it"
+            )
         return None
 
     def _bybit_orders(self, route: str, symbol: str, order: Order) -> dict | None:

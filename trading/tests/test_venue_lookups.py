@@ -340,3 +340,17 @@ def test_one_order_the_venue_cannot_look_up_does_not_stop_the_resolver_batch(
     assert stuck.status == S.SUBMITTED, "a refused look-up is no answer: still in flight"
     assert "cannot resolve qtlookup0200" in caplog.text
     assert_filled_with_its_position(settled)
+
+
+@every("binance-spot")
+def test_a_full_page_of_history_is_no_proof_that_an_order_never_arrived(
+    venue, server, account, market, settings
+) -> None:
+    settings.QT_NOT_FOUND_GRACE_S = 0
+    order = in_flight_since_minutes(intent(account, market, "qtlookup0300"))
+    for _ in range(500):  # another program on the same account, after our intent
+        server.ledger.place(NewOrder("BTCUSDT", "BUY", "MARKET", quantity=Decimal("0.0002")))
+
+    order = order_resolve(order=order)
+
+    assert order.status == S.SUBMITTED, "500 newer orders do not cover its lifetime"
