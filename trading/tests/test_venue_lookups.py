@@ -11,6 +11,8 @@ whole lifetime may call an order rejected.
   (nor by All Orders); their fills are still in userTrades.
 - Binance spot (rest-api.md "Query order"): a filled order is never archived (errors.md
   -2026 archives only CANCELED/EXPIRED orders with no executed quantity).
+- Coinbase (Advanced Trade "Get Order"): looks up by Coinbase's own order id only; an order
+  whose answer was lost has none, and List Orders since the intent finds it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from trading.tests.venues import buy, finest_market, reconciled_account
 from venues.binance import LoopbackExchange
 from venues.binance_futures import BinanceFuturesLoopback
 from venues.bybit import BybitLoopback
+from venues.coinbase import CoinbaseLoopback, cdp_secret, order_uuid
 from venues.kucoin import KucoinLoopback
 from venues.orders import NewOrder
 
@@ -44,14 +47,26 @@ SECRET = "qt-lookup-secret-never-logged-77e1"
 PASSPHRASE = "qt-lookup-passphrase-3a9f"
 
 
+CB_KEY = "organizations/qt-org-7f3e/apiKeys/qt-lookup-key-91b2"
+CB_SECRET = cdp_secret()  # a CDP key's PEM EC secret, made for this run
+
+
 @dataclass(frozen=True)
 class Venue:
     code: str
     market_type: str
     server: Callable[..., Any]
     options: dict[str, Any]
+    quote: str = "USDT"
+    key: str = KEY
+    secret: str = SECRET
+
+    @property
+    def symbol(self) -> str:
+        return f"BTC/{self.quote}"
 
 
+KUCOIN = {"balances": {"USDT": "100000"}, "api_passphrase": PASSPHRASE}
 VENUES = {
     "binance-spot": Venue("binance", "spot", LoopbackExchange, {"symbols": ["BTCUSDT"]}),
     "binance-futures": Venue("binance", "futures", BinanceFuturesLoopback, {}),
@@ -61,8 +76,17 @@ VENUES = {
     "bybit-futures": Venue(
         "bybit", "futures", BybitLoopback, {"balances": {"USDT": "60000"}, "margin": "40000"}
     ),
-    "kucoin-hf": Venue("kucoin", "spot", KucoinLoopback, {"hf": True}),
-    "kucoin-classic": Venue("kucoin", "spot", KucoinLoopback, {"hf": False}),
+    "kucoin-hf": Venue("kucoin", "spot", KucoinLoopback, {"hf": True, **KUCOIN}),
+    "kucoin-classic": Venue("kucoin", "spot", KucoinLoopback, {"hf": False, **KUCOIN}),
+    "coinbase": Venue(
+        "coinbase",
+        "spot",
+        CoinbaseLoopback,
+        {"balances": {"USD": "100000"}},
+        quote="USD",
+        key=CB_KEY,
+        secret=CB_SECRET,
+    ),
 }
 
 
@@ -73,11 +97,9 @@ def venue(request: pytest.FixtureRequest) -> Venue:
 
 @pytest.fixture
 def server(venue: Venue) -> Iterator[Any]:
-    options = dict(venue.options)
-    if venue.code == "kucoin":
-        options.update(api_passphrase=PASSPHRASE, balances={"USDT": "100000"})
-    with venue.server(api_key=KEY, api_secret=SECRET, **options) as ex:
-        ex.set_price("BTC-USDT" if venue.code == "kucoin" else "BTCUSDT", "40000")
+    with venue.server(api_key=venue.key, api_secret=venue.secret, **venue.options) as ex:
+        dash = venue.code in ("kucoin", "coinbase")
+        ex.set_price(f"BTC-{venue.quote}" if dash else f"BTC{venue.quote}", "40000")
         yield ex
 
 
@@ -86,17 +108,18 @@ def account(db, venue: Venue, server: Any, settings) -> Iterator[ExchangeAccount
     def make() -> ExchangeAccount:
         account = ExchangeAccount.objects.create(
             name=f"lookups-{venue.code}",
-            exchange=market_register(exchange_code=venue.code, symbol="BTC/USDT").exchange,
+            exchange=market_register(exchange_code=venue.code, symbol=venue.symbol).exchange,
             mode=ExchangeAccount.Mode.TESTNET,
             market_type=venue.market_type,
+            quote_currency=venue.quote,
             cash=Decimal("100000"),
             starting_cash=Decimal("100000"),
             api_url_override=server.url,
         )
         account_keys_set(
             account=account,
-            api_key=KEY,
-            api_secret=SECRET,
+            api_key=venue.key,
+            api_secret=venue.secret,
             api_password=PASSPHRASE if venue.code == "kucoin" else "",
             actor="alice",
         )
@@ -106,8 +129,8 @@ def account(db, venue: Venue, server: Any, settings) -> Iterator[ExchangeAccount
 
 
 @pytest.fixture
-def market(account: ExchangeAccount) -> Market:
-    return finest_market(account, "BTC/USDT")
+def market(account: ExchangeAccount, venue: Venue) -> Market:
+    return finest_market(account, venue.symbol)
 
 
 def every(*names: str) -> pytest.MarkDecorator:
@@ -209,9 +232,8 @@ def test_a_filled_order_ends_filled_after_the_venues_first_look_up_forgets_it(
     (placed,) = [
         o for o in venue_orders(venue, server) if o.client_order_id == order.client_order_id
     ]
-    Order.objects.filter(pk=order.pk).update(
-        status=S.ACCEPTED, exchange_order_id=str(placed.order_id)
-    )
+    exchange_id = order_uuid(placed.order_id) if venue.code == "coinbase" else placed.order_id
+    Order.objects.filter(pk=order.pk).update(status=S.ACCEPTED, exchange_order_id=str(exchange_id))
     order.refresh_from_db()
     forget_at_the_venue(venue, server)
 
@@ -269,7 +291,7 @@ def test_an_order_not_yet_visible_stays_in_flight_within_the_grace(
 # --- two-sided, fail-closed reconciliation ----------------------------------------------
 
 
-@every("binance-spot", "bybit-spot", "kucoin-classic")
+@every("binance-spot", "bybit-spot", "kucoin-classic", "coinbase")
 def test_a_venue_that_holds_more_than_our_position_halts_the_account_with_an_incident(
     venue, server, account, market, client_as, alice
 ) -> None:
@@ -288,7 +310,7 @@ def test_a_venue_that_holds_more_than_our_position_halts_the_account_with_an_inc
 
     assert not report.ok
     assert any("we hold 0, the exchange 0.01" in m and "holds more" in m for m in report.mismatches)
-    assert any(m.startswith("USDT: our cash 100,000.00") for m in report.mismatches)
+    assert any(m.startswith(f"{venue.quote}: our cash 100,000.00") for m in report.mismatches)
     assert TradingState.objects.get(account=account).state == TradingState.State.HALTED
     incident = Incident.objects.get(code="RECONCILIATION_FAILED", account=account)
     assert "holds more by 0.01" in incident.detail
