@@ -6,7 +6,8 @@ positionRisk, leverage and marginType. Signed endpoints are checked exactly as t
 loopback checks them (X-MBX-APIKEY, HMAC-SHA256 of query and body, timestamp within
 recvWindow: loopback_api's SpotApi does it), errors are Binance's `{"code", "msg"}`
 with futures codes (-4116 duplicate client id, -4164 notional, -2019 margin, -4046 margin
-type unchanged). Fills follow loopback_venue's FuturesBook.
+type unchanged). Fills follow loopback_venue's FuturesBook. The user data stream (listenKey,
+ORDER_TRADE_UPDATE) is venues.binance_futures_ws, on this server's port: `ex.ws`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from venues.binance_api import CLIENT_ID, Reply, SpotApi, json_reply
+from venues.binance_futures_ws import LISTEN_KEY_PATH, MAX_LIFETIME_S, VALIDITY_S, FuturesUserStream
 from venues.data import KlineStore, SymbolSpec, default_data_dir, fmt
 from venues.faults import retry_after_s
 from venues.orders import BinanceError, Order, Trade
@@ -73,6 +75,8 @@ class BinanceFuturesLoopback(VenueServer):
         api_key: str = API_KEY,
         api_secret: str = API_SECRET,
         margin: Decimal | str = "100000",
+        listen_key_validity_s: float = VALIDITY_S,
+        ws_max_lifetime_s: float | None = MAX_LIFETIME_S,
     ) -> None:
         super().__init__(port=port)
         self.book = FuturesBook(
@@ -89,11 +93,31 @@ class BinanceFuturesLoopback(VenueServer):
             api_key=api_key,
             api_secret=api_secret,
         )
+        # The user data stream hears every change of the book.
+        self.ws = FuturesUserStream(
+            self,
+            api_key=api_key,
+            listen_key_validity_s=listen_key_validity_s,
+            max_lifetime_s=ws_max_lifetime_s,
+        )
+        self.ws.hear(self.book)
+
+    def close(self) -> None:
+        self.ws.close()
+        super().close()
 
     def set_price(self, symbol: str, price: Decimal | str) -> None:
         self.book.set_price(symbol, price)
 
     def route(self, request: Request) -> Reply:
+        if request.path == LISTEN_KEY_PATH and request.method in ("POST", "PUT", "DELETE"):
+            try:
+                answer = self.ws.listen_key_call(
+                    request.method, request.headers.get("x-mbx-apikey")
+                )
+            except BinanceError as exc:
+                return json_reply(exc.status, exc.body())
+            return json_reply(200, answer)
         entry = ROUTES.get((request.method, request.path))
         if entry is None:
             return Reply(404, b"<html><body><h1>404 Not Found</h1></body></html>", "text/html")

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from venues.binance_api import Reply, json_reply
 from venues.data import EIGHT_DP, SymbolSpec
 from venues.faults import FaultPlan
-from venues.ledger import DUPLICATE_ORDER, INSUFFICIENT_BALANCE, Ledger
+from venues.ledger import DUPLICATE_ORDER, INSUFFICIENT_BALANCE, Ledger, Listener
 from venues.orders import ZERO, BinanceError, FillPlan, Order, Trade
 from venues.transport import LoopServer, Outcome, Request
 
@@ -190,6 +190,9 @@ class FuturesBook:
     trades: list[Trade] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _trade_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # Called under `lock` on every change, as the spot ledger's are: (order, execution type
+    # NEW / TRADE / CANCELED, the trade of a TRADE, None). A venue's user stream hears them.
+    listeners: list[Listener] = field(default_factory=list)
 
     def spec(self, symbol: str) -> SymbolSpec:
         if symbol not in self.specs:
@@ -288,6 +291,7 @@ class FuturesBook:
                 plan=FillPlan(),
             )
             self.orders[order.order_id] = order
+            self._emit(order, "NEW")
             if type == "MARKET":
                 self._fill(order, reference)
             elif self._marketable(order):
@@ -300,6 +304,7 @@ class FuturesBook:
                 raise VenueError("not_open", "order is not open")
             order.status = "CANCELED"
             order.update_time = int(self.clock() * 1000)
+            self._emit(order, "CANCELED")
             return order
 
     def _marketable(self, order: Order) -> bool:
@@ -348,6 +353,11 @@ class FuturesBook:
         order.cum_quote += qty * price
         order.status = "FILLED"
         order.update_time = now_ms
+        self._emit(order, "TRADE", trade)
+
+    def _emit(self, order: Order, exec_type: str, trade: Trade | None = None) -> None:
+        for listener in self.listeners:
+            listener(order, exec_type, trade, None)
 
 
 def average(order: Order) -> Decimal:

@@ -81,6 +81,12 @@ def ws_client_for(account: ExchangeAccount) -> Any | None:
     )
     if not (client.has.get("watchOrders") and client.has.get("watchMyTrades")):
         return None
+    positions = client.options.get("watchPositions")
+    if isinstance(positions, dict):
+        # ccxt's binance watch_orders seeds a positions cache over REST on every connect
+        # (set_positions_cache: fetch_positions, leverageBracket and positionRisk) that
+        # nothing here reads: the reconcile snapshot fetches positions itself.
+        positions["fetchPositionsSnapshot"] = False
     if account.mode == ExchangeAccount.Mode.TESTNET:
         # As the REST client (ccxt_for_account): KuCoin has no sandbox in ccxt, so a
         # testnet account streams only from its explicit URL, never from the live one.
@@ -303,11 +309,15 @@ class AccountStream:
         await client.load_markets()
         timeout = settings.QT_EXCHANGE_TIMEOUT_MS / 1000 + 5
         binance = account.exchange.code == "binance"
+        # Binance spot subscribes on the WebSocket API; USDⓈ-M futures opens its listenKey's
+        # stream (/private/ws?listenKey=...), where the connection is the subscription.
+        ws_api = binance and account.market_type != ExchangeAccount.MarketType.FUTURES
         if binance:
             # ccxt's binance authenticate() returns once the user data subscription is
-            # acknowledged (spot: userDataStream.subscribe.signature on the WebSocket API).
-            # It runs before the watchers: a concurrent second caller returns at once,
-            # before the acknowledgement, and would report a stream that is not there.
+            # acknowledged (spot: userDataStream.subscribe.signature on the WebSocket API;
+            # futures: POST /fapi/v1/listenKey answered). It runs before the watchers: a
+            # concurrent second caller returns at once, before the acknowledgement, and would
+            # report a stream that is not there.
             await asyncio.wait_for(
                 client.authenticate({"type": client.options["defaultType"]}), timeout
             )
@@ -316,11 +326,11 @@ class AccountStream:
             asyncio.create_task(self._watch(client.watch_my_trades, stream_trade_apply, account)),
         ]
         try:
-            if binance:
+            if ws_api:
                 for _ in range(3):  # let the watchers register on the subscribed socket
                     await asyncio.sleep(0)
             else:
-                await self._connected(client, watchers, timeout)
+                await self._connected(_Dialed(client), watchers, timeout)
             self.health.state = "connected"
             self.health.connected_since = timezone.now().isoformat()
             self.health.reconnects += 1 if reconnect else 0
@@ -378,6 +388,19 @@ class AccountStream:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+
+class _Dialed:
+    """A ccxt.pro client's websockets only: binance's authenticate() keeps its single-flight
+    future on a client that is never dialled ("authenticationFlights"), never connected."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        found = getattr(self._client, "clients", None) or {}
+        return {url: c for url, c in found.items() if "://" in url}
 
 
 def _arg(apply: Callable[..., Order | None]) -> str:

@@ -8,6 +8,8 @@ only acts where a test calls it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import aiohttp
 import pytest
 
 from marketdata.models import Market
@@ -28,10 +31,12 @@ from trading.services.execution import signal_act
 from trading.services.orders import order_intent_create
 from trading.services.reconcile import account_reconcile
 from trading.services.streams import StreamRunner, stream_trade_apply, streams_health
-from trading.services.submission import orders_resolve_in_flight, snapshot_apply
+from trading.services.submission import order_submit, orders_resolve_in_flight, snapshot_apply
 from trading.tests.factories import SignalFactory, gated_model
 from trading.tests.venues import buy, finest_market, reconciled_account
 from venues.binance import LoopbackExchange
+from venues.binance_futures import BinanceFuturesLoopback
+from venues.binance_futures_ws import ROUTED_PATH
 from venues.bybit import BybitLoopback
 from venues.kucoin import KucoinLoopback
 from venues.ws import MAX_LIFETIME_S
@@ -446,3 +451,172 @@ def test_a_fill_heard_before_the_ack_is_matched_by_the_venues_own_client_id_fiel
     order.refresh_from_db()
     assert order.status == S.FILLED and order.exchange_order_id == "9001"
     assert Fill.objects.get(order=order).trade_id == "t-1"
+
+
+# --- Binance USDⓈ-M futures: the listenKey's user data stream, ORDER_TRADE_UPDATE ----------
+
+FUTURES_LOOKUPS = ("/fapi/v1/order", "/fapi/v1/userTrades", "/fapi/v1/openOrders")
+
+
+@pytest.fixture
+def futures() -> Iterator[BinanceFuturesLoopback]:
+    with BinanceFuturesLoopback(api_key=KEY, api_secret=SECRET, margin="100000") as ex:
+        ex.set_price("BTCUSDT", "40000")
+        yield ex
+
+
+@pytest.fixture
+def futures_account(futures: BinanceFuturesLoopback, settings) -> Iterator[ExchangeAccount]:
+    stream_settings(settings)
+
+    def make() -> ExchangeAccount:
+        account = ExchangeAccount.objects.create(
+            name="binance-futures-streams",
+            exchange=market_register(exchange_code="binance", symbol="BTC/USDT").exchange,
+            mode=ExchangeAccount.Mode.TESTNET,
+            market_type="futures",
+            cash=Decimal("100000"),
+            starting_cash=Decimal("100000"),
+            api_url_override=futures.url,  # REST and the user stream on one port
+        )
+        account_keys_set(account=account, api_key=KEY, api_secret=SECRET, actor="alice")
+        return account
+
+    yield from reconciled_account(make, settings)
+
+
+def test_a_binance_futures_fill_heard_on_the_user_stream_settles_the_order_at_its_trade_time(
+    futures, futures_account
+) -> None:
+    market = finest_market(futures_account, "BTC/USDT")
+    with streaming(futures_account):
+        (conn,) = futures.ws.connections()
+        assert conn.path == ROUTED_PATH and conn.kind == futures.ws.active_key()
+        # A resting limit order: the ack carries no fill, so only the stream can settle it.
+        placed = order_submit(
+            order=Order.objects.create(
+                account=futures_account,
+                market=market,
+                client_order_id=COID,
+                side="BUY",
+                order_type="limit",
+                quantity=Decimal("0.01"),
+                price=Decimal("39000"),
+            ),
+            reference_price=Decimal("40000"),
+        )
+        assert placed.status == S.ACCEPTED and placed.filled_quantity == 0
+        seen = len(futures.requests())
+        # The venue's clock an hour behind ours: the fill's time can only be the event's o.T.
+        futures.book.clock = lambda: time.time() - 3600
+        futures.set_price("BTCUSDT", "38900")
+
+        order = filled(placed)
+
+    (trade,) = futures.book.trades
+    fill = Fill.objects.get(order=order)
+    assert fill.trade_id == str(trade.id)  # o.t, as userTrades' id says it
+    assert (fill.price, fill.quantity, fill.fee) == (trade.price, trade.qty, trade.commission)
+    assert fill.filled_at == datetime.fromtimestamp(trade.time / 1000, UTC)  # o.T
+    assert fill.filled_at < order.created_at - timedelta(minutes=30)
+    position = Position.objects.get(account=futures_account, market=market)
+    assert position.quantity == order.quantity == futures.book.position("BTCUSDT").qty
+    asked = [path for _, path, _ in futures.requests()[seen:] if path in FUTURES_LOOKUPS]
+    assert asked == [], "settled from the stream, not over REST"
+    assert ("POST", "/fapi/v1/listenKey") in [(m, p) for m, p, _ in futures.requests()]
+
+
+def listen_key_call(ex: BinanceFuturesLoopback, method: str, key: str = KEY) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{ex.url}/fapi/v1/listenKey", data=b"", method=method, headers={"X-MBX-APIKEY": key}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_a_futures_listen_key_expires_after_its_validity_unless_a_put_keeps_it_alive() -> None:
+    now = [1_000_000.0]
+    with BinanceFuturesLoopback(api_key=KEY, api_secret=SECRET, listen_key_validity_s=2.0) as ex:
+        ex.ws.clock = lambda: now[0]
+        status, created = listen_key_call(ex, "POST")
+        key = created["listenKey"]
+        assert status == 200 and key
+
+        now[0] += 1.5
+        assert listen_key_call(ex, "PUT") == (200, {"listenKey": key})  # valid 2 s from now
+        now[0] += 1.5  # past the first validity, within the extended one
+        assert listen_key_call(ex, "POST") == (200, {"listenKey": key}), "the active key"
+        assert ex.ws.active_key() == key
+
+        now[0] += 2.5  # no keepalive for longer than the validity
+        assert ex.ws.active_key() is None
+        assert listen_key_call(ex, "PUT") == (
+            400,
+            {"code": -1125, "msg": "This listenKey does not exist."},
+        )
+        status, recreated = listen_key_call(ex, "POST")
+        assert status == 200 and recreated["listenKey"] != key
+        assert listen_key_call(ex, "PUT", key="not-the-key")[1]["code"] == -2015
+
+
+def test_a_connected_futures_stream_hears_its_listen_key_expire_and_then_nothing_more() -> None:
+    now = [1_000_000.0]
+
+    async def listen(ex: BinanceFuturesLoopback, key: str) -> list[dict]:
+        heard: list[dict] = []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{ex.ws_url}/ws/{key}") as ws,  # the docs' path
+        ):
+            await asyncio.to_thread(buy_at_venue, ex, "qt-stream-coid-0002")
+            heard.append(await ws.receive_json(timeout=5))  # NEW
+            heard.append(await ws.receive_json(timeout=5))  # TRADE
+            now[0] += 5
+            heard.append(await ws.receive_json(timeout=5))  # listenKeyExpired
+            await asyncio.to_thread(buy_at_venue, ex, "qt-stream-coid-0003")
+            with pytest.raises(TimeoutError):
+                await ws.receive_json(timeout=0.5)
+        return heard
+
+    with BinanceFuturesLoopback(api_key=KEY, api_secret=SECRET, listen_key_validity_s=2.0) as ex:
+        ex.set_price("BTCUSDT", "40000")
+        ex.ws.clock = lambda: now[0]
+        key = listen_key_call(ex, "POST")[1]["listenKey"]
+        new, traded, expired = asyncio.run(listen(ex, key))
+
+    (trade, _) = ex.book.trades
+    assert (new["e"], new["o"]["x"], new["o"]["c"]) == (
+        "ORDER_TRADE_UPDATE",
+        "NEW",
+        "qt-stream-coid-0002",
+    )
+    assert "n" not in new["o"], "no commission: not pushed"
+    o = traded["o"]
+    assert (o["x"], o["X"], o["c"], o["t"], o["T"]) == (
+        "TRADE",
+        "FILLED",
+        "qt-stream-coid-0002",
+        trade.id,
+        trade.time,
+    )
+    assert (Decimal(o["l"]), Decimal(o["L"]), Decimal(o["n"])) == (
+        trade.qty,
+        trade.price,
+        trade.commission,
+    )
+    assert (o["N"], o["ps"]) == ("USDT", "BOTH")  # ps: ccxt takes BTCUSDT for the swap
+    assert expired == {"e": "listenKeyExpired", "E": int(now[0] * 1000), "listenKey": key}
+
+
+def buy_at_venue(ex: BinanceFuturesLoopback, client_id: str) -> None:
+    ex.book.place(
+        symbol="BTCUSDT",
+        side="BUY",
+        type="MARKET",
+        qty=Decimal("0.01"),
+        price=None,
+        client_id=client_id,
+    )
