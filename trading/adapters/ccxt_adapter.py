@@ -204,6 +204,7 @@ COINBASE_LOOKBACK = timedelta(minutes=5)
 # and KuCoin List Orders both serve up to 500 a page).
 HISTORY_LOOKBACK = COINBASE_LOOKBACK
 HISTORY_PAGE = 500
+HISTORY_MAX_PAGES = 20
 COINBASE_MAX_PAGES = 10
 
 UNIFIED_STATUS = {
@@ -585,16 +586,23 @@ class CcxtAdapter:
             return self._coinbase_by_client_id(symbol, order) if order.exchange_order_id else None
         since = int((order.created_at - HISTORY_LOOKBACK).timestamp() * 1000)
         method = "fetch_closed_orders" if code == "kucoin" else "fetch_orders"
-        rows = self._call(method, symbol, since, HISTORY_PAGE)
-        for raw in rows:
-            if raw.get("clientOrderId") == order.client_order_id:
-                return raw
-        if len(rows) >= HISTORY_PAGE:
-            # A full page does not cover the order's lifetime: no conclusion from it.
-            raise UnclearOutcome(
-                f"{order.client_order_id} not among the first {HISTORY_PAGE} orders since it"
-            )
-        return None
+        seen: set[str] = set()
+        for _ in range(HISTORY_MAX_PAGES):
+            rows = self._call(method, symbol, since, HISTORY_PAGE)
+            for raw in rows:
+                if raw.get("clientOrderId") == order.client_order_id:
+                    return raw
+            fresh = [r for r in rows if str(r.get("id")) not in seen]
+            seen.update(str(r.get("id")) for r in rows)
+            if len(rows) < HISTORY_PAGE or not fresh:
+                return None  # the venue has nothing after these: the lifetime is covered
+            # Pages run oldest first: go on from the newest order seen (that millisecond
+            # again, as more orders may share it; `seen` keeps the loop moving).
+            since = max(int(r.get("timestamp") or since) for r in rows)
+        # Pages that do not reach the present do not cover the order's lifetime.
+        raise UnclearOutcome(
+            f"{order.client_order_id} not among {HISTORY_MAX_PAGES * HISTORY_PAGE} orders since it"
+        )
 
     def _bybit_orders(self, route: str, symbol: str, order: Order) -> dict | None:
         """Bybit's order/realtime or order/history by orderId, else by orderLinkId alone:
