@@ -20,13 +20,16 @@ def last_price(market_id: int, timeframe: str | None = None) -> Decimal | None:
 
 
 def account_equity(*, account: ExchangeAccount) -> Decimal:
-    """Cash plus open positions marked at the last close."""
+    """Cash plus open positions marked at the last close: their worth on spot, their
+    unrealised PnL on futures (where cash is the margin wallet, see services.positions)."""
     # Cash is read from the row, not the object: fills change it with F() updates, so an
     # account loaded before a fill (the breaker's after-fill equity check holds one) is stale.
     equity = ExchangeAccount.objects.values_list("cash", flat=True).get(pk=account.pk)
+    futures = account.market_type == ExchangeAccount.MarketType.FUTURES
     for position in Position.objects.filter(account=account).exclude(quantity=0):
         price = last_price(position.market_id) or position.average_price
-        equity += position.quantity * price
+        cost = position.average_price if futures else Decimal(0)
+        equity += position.quantity * (price - cost)
     return equity
 
 

@@ -662,3 +662,61 @@ class CcxtAdapter:
             for asset, amount in (raw.get("total") or {}).items()
             if amount is not None
         }
+
+    # --- futures: positions and the margin wallet -----------------------------------------
+
+    def futures_positions(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """{market symbol ("BTC/USDT"): (signed size, entry price)} for every non-zero
+        position, read from the venue's own position route:
+
+        - Binance USDⓈ-M "Position Information V3" (GET /fapi/v3/positionRisk): positionAmt,
+          signed in one-way mode; entryPrice. (ccxt's fetch_positions first loads leverage
+          brackets, a call reconciliation does not need.)
+        - Bybit docs/v5/position/position.mdx (GET /v5/position/list, category linear,
+          settleCoin): size, unsigned, with side Buy / Sell ("" when empty); avgPrice.
+        """
+        self._call("load_markets")
+        code = self.profile.ccxt_id
+        if code == "binanceusdm":
+            rows = [
+                (r.get("symbol"), r.get("positionAmt"), r.get("entryPrice"))
+                for r in self._call("fapiPrivateV3GetPositionRisk")
+            ]
+        elif code == "bybit":
+            request = {"category": "linear", "settleCoin": self.account.quote_currency}
+            listed = (self._call("privateGetV5PositionList", request).get("result") or {}).get(
+                "list"
+            ) or []
+            rows = [
+                (
+                    r.get("symbol"),
+                    f"-{r.get('size')}" if r.get("side") == "Sell" else r.get("size"),
+                    r.get("avgPrice"),
+                )
+                for r in listed
+            ]
+        else:
+            raise NotImplementedError(f"{code}: futures positions are not read")
+        out: dict[str, tuple[Decimal, Decimal]] = {}
+        for venue_symbol, size, entry in rows:
+            qty = Decimal(str(size or 0))
+            if qty:
+                symbol = self.client.safe_market(venue_symbol, None, None, "swap")["symbol"]
+                out[symbol.split(":")[0]] = (qty, Decimal(str(entry or 0)))
+        return out
+
+    def futures_wallet(self) -> Decimal | None:
+        """The margin wallet of the account's quote asset, without unrealised PnL: Binance
+        "Account Information V3" assets[].walletBalance, Bybit wallet-balance.mdx
+        coin[].walletBalance. (ccxt's "total" is marginBalance on Binance, which includes
+        unrealised PnL, and walletBalance on Bybit: not the same thing.)"""
+        info = self._call("fetch_balance").get("info") or {}
+        if "assets" in info:
+            rows, key = info["assets"], "asset"
+        else:
+            accounts = (info.get("result") or {}).get("list") or []
+            rows, key = [c for a in accounts for c in a.get("coin") or []], "coin"
+        for row in rows:
+            if row.get(key) == self.account.quote_currency:
+                return Decimal(str(row.get("walletBalance") or 0))
+        return None

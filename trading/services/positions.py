@@ -1,4 +1,11 @@
-"""Positions, cash and round-trip trades, updated from fills (long/flat for now)."""
+"""Positions, cash and round-trip trades, updated from fills (long/flat for now).
+
+Spot cash moves by the whole notional of each fill. A futures account's cash is its margin
+wallet, as the venue keeps it (Binance USDⓈ-M "Account Information V3" walletBalance,
+Bybit docs/v5/account/wallet-balance.mdx walletBalance): opening a position costs only the
+fee, closing it books the realised PnL less the fee, and the open position's worth is its
+unrealised PnL (`trading.selectors.account_equity`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ def position_apply_fill(*, fill: Fill) -> Position:
         account=order.account, market=order.market
     )
     notional = fill.price * fill.quantity
+    futures = order.account.market_type == ExchangeAccount.MarketType.FUTURES
     position.fees_paid += fill.fee
     if order.side == "BUY":
         total = position.quantity + fill.quantity
@@ -27,16 +35,17 @@ def position_apply_fill(*, fill: Fill) -> Position:
             position.opened_at = fill.filled_at
         position.quantity = total
         position.round_quantity += fill.quantity
-        cash_change = -(notional + fill.fee)
+        cash_change = -fill.fee if futures else -(notional + fill.fee)
     else:
         if fill.quantity > position.quantity:
             raise ValueError(
                 f"sell of {fill.quantity} exceeds position {position.quantity} (long/flat only)"
             )
+        realised = (fill.price - position.average_price) * fill.quantity
         position.quantity -= fill.quantity
         position.round_exit_notional += notional
-        position.round_gross_pnl += (fill.price - position.average_price) * fill.quantity
-        cash_change = notional - fill.fee
+        position.round_gross_pnl += realised
+        cash_change = (realised if futures else notional) - fill.fee
         if position.quantity == 0:
             _trade_close(position, fill)
     position.save()

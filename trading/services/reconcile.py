@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 # our cash already); base holdings may differ by the fees the venue took in the base.
 CASH_TOLERANCE = Decimal("0.01")
 DUST = Decimal("1e-8")
+# A futures wallet may differ from ours by a funding payment (not booked locally yet): at
+# most this share of the open notional per reconciliation (beat runs it every 60 s, so it
+# sees one funding time at most); beyond it the account halts, which is the safe side.
+FUNDING_ALLOWANCE = Decimal("0.005")
 
 
 @dataclass
@@ -107,22 +111,14 @@ def _balances(account: ExchangeAccount, report: ReconcileReport) -> None:
     """Holdings and cash, compared in both directions: a venue that holds more than our
     position is as much a mismatch as one that holds less (coins we bought and never
     recorded would never be sold)."""
+    if account.market_type == ExchangeAccount.MarketType.FUTURES:
+        _futures(account, report)
+        return
     balances = adapter_for(account).balances()
     account.refresh_from_db(fields=["cash"])  # the order pass above may have applied fills
     cash = balances.get(account.quote_currency)
     report.cash_local = account.cash
     report.cash_exchange = cash
-    if account.market_type != ExchangeAccount.MarketType.SPOT:
-        # Futures margin (wallet, unrealised PnL) is not modelled locally yet: the venue's
-        # wallet is adopted with a warning, never silently.
-        if cash is not None and abs(cash - account.cash) > CASH_TOLERANCE:
-            incident_open(
-                severity="warning",
-                code="PNL_DRIFT",
-                title=f"{account.name}: local cash {account.cash} differs from exchange {cash}",
-            )
-            ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
-        return
     for market, ours, held in _holdings(account, balances):
         tolerance = _base_fees(account, market)
         if abs(held - ours) > tolerance:
@@ -137,6 +133,56 @@ def _balances(account: ExchangeAccount, report: ReconcileReport) -> None:
             f"{account.quote_currency}: our cash {account.cash:,.2f}, the exchange {cash:,.2f} "
             f"(it holds {side} by {abs(cash - account.cash):,.2f})"
         )
+
+
+def _futures(account: ExchangeAccount, report: ReconcileReport) -> None:
+    """Futures: every position's signed size against the venue's, both ways, then the margin
+    wallet against our cash (fees and realised PnL, see services.positions).
+
+    Funding payments move the venue's wallet without a fill, and are not booked locally
+    yet: a wallet difference no larger than one funding payment at FUNDING_ALLOWANCE of the
+    open notional, with every position agreeing, is adopted with a `PNL_DRIFT` warning;
+    anything larger, or any difference while flat, is a mismatch (fail closed).
+    """
+    adapter = adapter_for(account)
+    held = adapter.futures_positions()
+    ours = _futures_ours(account)
+    for symbol in sorted(set(held) | set(ours)):
+        venue, mine = held.get(symbol, (Decimal(0), Decimal(0)))[0], ours.get(symbol, Decimal(0))
+        if abs(venue - mine) > DUST:
+            side = "more" if venue > mine else "less"
+            report.mismatches.append(
+                f"{symbol}: our position {_qty(mine)}, the exchange {_qty(venue)} "
+                f"(it holds {side} by {_qty(abs(venue - mine))})"
+            )
+    wallet = adapter.futures_wallet()
+    account.refresh_from_db(fields=["cash"])
+    report.cash_local, report.cash_exchange = account.cash, wallet
+    if wallet is None or abs(wallet - account.cash) <= CASH_TOLERANCE:
+        return
+    notional = sum((abs(q) * entry for q, entry in held.values()), Decimal(0))
+    gap = abs(wallet - account.cash)
+    side = "more" if wallet > account.cash else "less"
+    if report.mismatches or gap > CASH_TOLERANCE + FUNDING_ALLOWANCE * notional:
+        report.mismatches.append(
+            f"{account.quote_currency} wallet: ours {account.cash:,.2f}, the exchange "
+            f"{wallet:,.2f} (it holds {side} by {gap:,.2f})"
+        )
+        return
+    incident_open(
+        severity="warning",
+        code="PNL_DRIFT",
+        title=f"{account.name}: wallet {wallet} adopted, ours was {account.cash} (funding?)",
+    )
+    ExchangeAccount.objects.filter(pk=account.pk).update(cash=wallet)
+
+
+def _futures_ours(account: ExchangeAccount) -> dict[str, Decimal]:
+    return {
+        p.market.symbol: p.quantity
+        for p in Position.objects.filter(account=account).select_related("market")
+        if p.quantity
+    }
 
 
 def _qty(value: Decimal) -> str:
@@ -177,6 +223,8 @@ def account_holdings_adopt(*, account: ExchangeAccount, actor: str, reason: str)
     when it grows (the venue's own cost is not known), and cash the venue's quote balance;
     audited with the before and after. Then the account is reconciled again.
     """
+    if account.market_type == ExchangeAccount.MarketType.FUTURES:
+        return _futures_adopt(account=account, actor=actor, reason=reason)
     balances = adapter_for(account).balances()
     changes: list[dict[str, str]] = []
     with transaction.atomic():
@@ -201,6 +249,50 @@ def account_holdings_adopt(*, account: ExchangeAccount, actor: str, reason: str)
         if cash is not None and cash != account.cash:
             changes.append({"cash_from": str(account.cash), "cash_to": str(cash)})
             ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
+        audit_record(
+            actor=actor,
+            action="account.holdings_adopted",
+            obj=account,
+            payload={"reason": reason, "changes": changes},
+        )
+    account.refresh_from_db()
+    return account_reconcile(account=account)
+
+
+def _futures_adopt(*, account: ExchangeAccount, actor: str, reason: str) -> ReconcileReport:
+    """Futures: each position becomes the venue's size at the venue's entry price, and cash
+    the venue's margin wallet. A short at the venue cannot be adopted (positions here are
+    long/flat): it is refused, to be flattened at the venue first."""
+    adapter = adapter_for(account)
+    held = adapter.futures_positions()
+    shorts = sorted(symbol for symbol, (qty, _) in held.items() if qty < 0)
+    if shorts:
+        raise ValueError(
+            f"the exchange holds short positions in {', '.join(shorts)}: positions here are "
+            "long/flat, so close them at the exchange first"
+        )
+    wallet = adapter.futures_wallet()
+    markets = {m.symbol: m for m in Market.objects.filter(exchange=account.exchange)}
+    unknown = sorted(set(held) - set(markets))
+    if unknown:
+        raise ValueError(f"the exchange holds positions in markets we do not list: {unknown}")
+    changes: list[dict[str, str]] = []
+    with transaction.atomic():
+        ours = _futures_ours(account)
+        for symbol in sorted(set(held) | set(ours)):
+            qty, entry = held.get(symbol, (Decimal(0), Decimal(0)))
+            if qty == ours.get(symbol, Decimal(0)):
+                continue
+            position, _ = Position.objects.select_for_update().get_or_create(
+                account=account, market=markets[symbol]
+            )
+            changes.append({"market": symbol, "from": str(position.quantity), "to": str(qty)})
+            position.quantity, position.average_price = qty, entry if qty else Decimal(0)
+            position.round_quantity = qty
+            position.save()
+        if wallet is not None and wallet != account.cash:
+            changes.append({"cash_from": str(account.cash), "cash_to": str(wallet)})
+            ExchangeAccount.objects.filter(pk=account.pk).update(cash=wallet)
         audit_record(
             actor=actor,
             action="account.holdings_adopted",

@@ -31,7 +31,10 @@ class Command(BaseCommand):
             raise CommandError(f"no exchange account named {options['account']!r}") from None
         if account.is_paper:
             raise CommandError(f"{account.name} is a paper account: it has no venue to adopt")
-        report = account_holdings_adopt(account=account, actor=options["actor"], reason=reason)
+        try:
+            report = account_holdings_adopt(account=account, actor=options["actor"], reason=reason)
+        except ValueError as exc:  # what cannot be adopted (a short), said before any change
+            raise CommandError(str(exc)) from None
         self.stdout.write(json.dumps(report.as_dict()))
         if not report.ok:
             raise CommandError("still not reconciled: " + "; ".join(report.mismatches))
