@@ -30,8 +30,10 @@ def chaos(settings, capsys, venue: str, orders: int, seed: int) -> dict:  # type
     assert report["worker_kills"] > 0, "and kill workers"
     account = ExchangeAccount.objects.get(name__startswith=f"chaos-{seed}-")
     placed = Order.objects.filter(account=account)
-    # A decision risk denies (a drift incident mid-run) has no order, and is no loss.
-    assert placed.count() + report["denied"] == orders
+    # A decision risk denies (a back-off, a drift incident mid-run) has no order, and is no
+    # loss; one denied and then sent again by the orphan re-send has both. So every decision
+    # has an order or a denial, and no decision has two orders.
+    assert placed.count() <= orders <= placed.count() + report["denied"]
     assert report["exchange_orders"] == placed.filter(status=Order.Status.FILLED).count()
     assert not placed.exclude(status__in=SETTLED).exists()
     return report
