@@ -245,16 +245,8 @@ def account_holdings_adopt(*, account: ExchangeAccount, actor: str, reason: str)
                 position.average_price = Decimal(0)
             position.save()
             changes.append({"market": market.symbol, "from": str(ours), "to": str(held)})
-        cash = balances.get(account.quote_currency)
-        if cash is not None and cash != account.cash:
-            changes.append({"cash_from": str(account.cash), "cash_to": str(cash)})
-            ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
-        audit_record(
-            actor=actor,
-            action="account.holdings_adopted",
-            obj=account,
-            payload={"reason": reason, "changes": changes},
-        )
+        _adopt_cash(account, balances.get(account.quote_currency), changes)
+        _adopted_record(account, actor=actor, reason=reason, changes=changes)
     account.refresh_from_db()
     return account_reconcile(account=account)
 
@@ -287,20 +279,32 @@ def _futures_adopt(*, account: ExchangeAccount, actor: str, reason: str) -> Reco
                 account=account, market=markets[symbol]
             )
             changes.append({"market": symbol, "from": str(position.quantity), "to": str(qty)})
-            position.quantity, position.average_price = qty, entry if qty else Decimal(0)
-            position.round_quantity = qty
+            position.quantity = position.round_quantity = qty
+            position.average_price = entry if qty else Decimal(0)
             position.save()
-        if wallet is not None and wallet != account.cash:
-            changes.append({"cash_from": str(account.cash), "cash_to": str(wallet)})
-            ExchangeAccount.objects.filter(pk=account.pk).update(cash=wallet)
-        audit_record(
-            actor=actor,
-            action="account.holdings_adopted",
-            obj=account,
-            payload={"reason": reason, "changes": changes},
-        )
+        _adopt_cash(account, wallet, changes)
+        _adopted_record(account, actor=actor, reason=reason, changes=changes)
     account.refresh_from_db()
     return account_reconcile(account=account)
+
+
+def _adopt_cash(
+    account: ExchangeAccount, cash: Decimal | None, changes: list[dict[str, str]]
+) -> None:
+    if cash is not None and cash != account.cash:
+        changes.append({"cash_from": str(account.cash), "cash_to": str(cash)})
+        ExchangeAccount.objects.filter(pk=account.pk).update(cash=cash)
+
+
+def _adopted_record(
+    account: ExchangeAccount, *, actor: str, reason: str, changes: list[dict[str, str]]
+) -> None:
+    audit_record(
+        actor=actor,
+        action="account.holdings_adopted",
+        obj=account,
+        payload={"reason": reason, "changes": changes},
+    )
 
 
 def _last_close(market: Market) -> Decimal | None:

@@ -22,7 +22,6 @@ from risk.models import Incident, TradingState
 from trading.adapters import adapter_for
 from trading.models import ExchangeAccount, Position
 from trading.selectors import account_equity, last_price
-from trading.services.execution import Intent, decision_execute
 from trading.services.reconcile import account_reconcile
 from trading.tests.test_venue_lookups import (  # noqa: F401 (fixtures)
     Venue,
@@ -33,20 +32,9 @@ from trading.tests.test_venue_lookups import (  # noqa: F401 (fixtures)
     venue,
     venue_book,
 )
-from trading.tests.venues import buy
+from trading.tests.venues import buy, sell
 
 FUTURES = ("binance-futures", "bybit-futures")
-
-
-def sell(account: ExchangeAccount, market: Any, quantity: str, coid: str, price: str) -> None:
-    decision_execute(
-        account=account,
-        market=market,
-        intent=Intent(side="SELL", quantity=Decimal(quantity), reason="test"),
-        client_order_id=coid,
-        reference_price=Decimal(price),
-        strategy="test",
-    )
 
 
 def by_hand(venue: Venue, server: Any, side: str, qty: str) -> None:

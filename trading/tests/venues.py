@@ -38,10 +38,23 @@ def finest_market(account: ExchangeAccount, symbol: str) -> Market:
 def buy(
     account: ExchangeAccount, market: Market, quantity: str, coid: str, price: str = "40000"
 ) -> Order | None:
+    return decide(account, market, "BUY", quantity, coid, price)
+
+
+def sell(
+    account: ExchangeAccount, market: Market, quantity: str, coid: str, price: str = "40000"
+) -> Order | None:
+    return decide(account, market, "SELL", quantity, coid, price)
+
+
+def decide(
+    account: ExchangeAccount, market: Market, side: str, quantity: str, coid: str, price: str
+) -> Order | None:
+    """One decision through the real execution path (risk, submit, fills)."""
     return decision_execute(
         account=account,
         market=market,
-        intent=Intent(side="BUY", quantity=Decimal(quantity), reason="test"),
+        intent=Intent(side=side, quantity=Decimal(quantity), reason="test"),
         client_order_id=coid,
         reference_price=Decimal(price),
         strategy="test",
